@@ -1,0 +1,513 @@
+"""Host side: `ModuleHandle` — one module's lifecycle, calls, restarts and statistics."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._launcher import launch_worker
+from ._limits import Limits, RestartPolicy, RestartStrategy
+from ._policy import SandboxPolicy, derive_policy
+from ._protocol import Op
+from ._sources import ResolvedSource
+from ._states import check_transition
+from ._verify import verify_confinement
+from ._worker import ExitInfo, WorkerConnection
+from .errors import (
+    CallTimeout,
+    ConfigInvalid,
+    ModuleError,
+    ModuleUnavailable,
+    PermissionDenied,
+    ProtocolViolation,
+    SandboxError,
+)
+from .interfaces import ModulePermissions, ModuleState
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+__all__ = ["ModuleHandle", "ModuleStats"]
+
+_log = logging.getLogger("plexisandbox")
+_BOOT_TIMEOUT = 20.0
+_SHUTDOWN_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class ModuleStats:
+    """A snapshot of one module: identity, state, counters, latency, last exit."""
+
+    name: str
+    pid: int | None
+    state: ModuleState
+    calls: int
+    errors: int
+    timeouts: int
+    restarts: int
+    in_flight: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    confinement_layers: tuple[str, ...]
+    missing_layers: tuple[str, ...]
+    last_exit: ExitInfo | None
+    output_lines_dropped: int
+
+
+class ModuleHandle:
+    """The supervisor's handle on one sandboxed module. Obtain it from `Supervisor.load()`."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        name: str,
+        source: ResolvedSource,
+        *,
+        config: dict[str, Any],
+        grant: ModulePermissions,
+        limits: Limits,
+        restart: RestartPolicy,
+        strict: bool,
+    ) -> None:
+        self._sup = supervisor
+        self.name = name
+        self.source = source
+        self.config = dict(config)
+        self.grant = grant
+        self.limits = limits
+        self.restart_policy = restart
+        self.strict = strict
+        self._state = ModuleState.UNLOADED
+        self.history: list[tuple[float, ModuleState]] = [(time.time(), ModuleState.UNLOADED)]
+        self.declared: ModulePermissions | None = None
+        self.description: dict[str, Any] = {}
+        self.applied_config: dict[str, Any] = {}
+        self.policy: SandboxPolicy | None = None
+        self.confinement: dict[str, Any] = {"layers": (), "missing": {}}
+        self._conn: WorkerConnection | None = None
+        self._calls = 0
+        self._errors = 0
+        self._timeouts = 0
+        self._restarts: deque[float] = deque()
+        self._restart_count = 0
+        self._latencies: deque[float] = deque(maxlen=2048)
+        self.last_exit: ExitInfo | None = None
+        self._stopping = False
+        self._target_state = ModuleState.LOADED
+        self.subscriptions: set[str] = set()
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def state(self) -> ModuleState:
+        """The module's current `ModuleState`."""
+        return self._state
+
+    def _set(self, state: ModuleState) -> None:
+        if state is not self._state:
+            self._state = state
+            self.history.append((time.time(), state))
+            _log.debug("module %s -> %s", self.name, state.name)
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid while one runs."""
+        return self._conn.pid if self._conn is not None and self._conn.alive else None
+
+    # -- loading -----------------------------------------------------------------------------
+    async def _spawn(self, policy: SandboxPolicy) -> WorkerConnection:
+        launched = launch_worker(dict(policy.env))
+        conn = WorkerConnection(
+            self.name,
+            launched,
+            max_frame=self.limits.max_message_bytes,
+            max_in_flight=self.limits.max_in_flight,
+            on_message=self._sup._on_worker_message,
+        )
+        await self._sup._task_group.start(conn.run)
+        boot = {
+            "wire": 1,
+            "module": self.name,
+            "policy": policy.to_wire(),
+            "source": self.source.spec,
+            "log_level": self._sup.log_level,
+        }
+        try:
+            report = await conn.handshake(boot, _BOOT_TIMEOUT)
+            layers = verify_confinement(conn.pid, policy, report)
+            self.confinement = {"layers": tuple(layers), "missing": dict(report.get("missing", {}))}
+            self.description = _check_description(self.name, await conn.go(_BOOT_TIMEOUT))
+        except BaseException:
+            conn.kill("failed_start", "start-up did not complete")
+            with anyio.CancelScope(shield=True):
+                await conn.exited.wait()
+            raise
+        return conn
+
+    def _policy_for(self, declared: ModulePermissions) -> SandboxPolicy:
+        return derive_policy(
+            declared,
+            self.limits,
+            self._sup.host_facts,
+            module=self.name,
+            module_paths=self.source.read_paths,
+            data_dir=self._sup.data_dir_for(self.name, declared),
+            strict=self.strict,
+        )
+
+    async def _boot(self) -> None:
+        """Start a worker, learn the declaration, check the grant, configure. → LOADED."""
+        # The declaration is module code's output, so it is read inside a worker confined to
+        # the baseline; when the declaration needs no more than that, the same worker stays.
+        baseline = self._policy_for(ModulePermissions())
+        conn = await self._spawn(baseline)
+        try:
+            declared = ModulePermissions.from_dict(self.description["permissions"])
+            missing = declared.missing_from(self.grant)
+            if missing:
+                raise PermissionDenied.not_granted(self.name, missing)
+            policy = self._policy_for(declared)
+            if policy != baseline:
+                await self._close(conn)
+                conn = await self._spawn(policy)
+            self.declared, self.policy = declared, policy
+            self.subscriptions.update(self.description.get("subscriptions", ()))
+            result = await conn.request(Op.LIFE, "configure", self.config, _BOOT_TIMEOUT)
+            if not isinstance(result, dict) or result.get("ok") is not True:
+                problem = result if isinstance(result, dict) else {}
+                raise ConfigInvalid(
+                    f"module {self.name!r} rejected its config at {problem.get('path', '$')}: "
+                    f"{str(problem.get('message', 'invalid'))[:500]} (rule "
+                    f"{str(problem.get('rule', '?'))[:40]}); fix config= to match the "
+                    "module's get_config_schema()",
+                    module=self.name,
+                    path=str(problem.get("path", "$"))[:200],
+                    rule=str(problem.get("rule", ""))[:40],
+                )
+            self.applied_config = result.get("config", {})
+        except BaseException:
+            await self._close(conn)
+            raise
+        self._conn = conn
+        self._sup._task_group.start_soon(self._watch, conn)
+
+    async def _close(self, conn: WorkerConnection) -> None:
+        """Close the channel (the worker exits on EOF), then make sure it is gone."""
+        with anyio.CancelScope(shield=True):
+            conn.kill("clean", "closed by the supervisor")
+            await conn.exited.wait()
+
+    async def _load(self) -> None:
+        self._set(ModuleState.LOADING)
+        try:
+            await self._boot()
+        except BaseException:
+            self._set(ModuleState.FAILED)
+            raise
+        self._set(ModuleState.LOADED)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def _life(
+        self, operation: str, argument: Any = None, timeout: float | None = None
+    ) -> Any:
+        conn = self._require_conn(operation)
+        return await conn.request(
+            Op.LIFE,
+            operation,
+            argument,
+            timeout if timeout is not None else self.limits.call_timeout,
+        )
+
+    async def _life_ok(self, operation: str) -> None:
+        result = await self._life(operation)
+        if result is not True:
+            raise ModuleError(
+                module=self.name,
+                remote_type="LifecycleFailed",
+                remote_message=f"{operation}() returned {result!r} instead of True; see the "
+                "module's log for why",
+                method=operation,
+            )
+
+    async def start(self) -> None:
+        """LOADED → INITIALIZING (`initialize()`, then `start()`) → ACTIVE.
+
+        Raises:
+            IllegalTransition: not LOADED.
+            ModuleError: `initialize()`/`start()` raised or returned something but True
+                (the module goes to FAILED).
+        """
+        check_transition(self.name, "start", self._state)
+        self._set(ModuleState.INITIALIZING)
+        try:
+            await self._life_ok("initialize")
+            await self._life_ok("start")
+        except SandboxError:
+            self._set(ModuleState.FAILED)
+            raise
+        self._target_state = ModuleState.ACTIVE
+        self._set(ModuleState.ACTIVE)
+
+    async def stop(self) -> None:
+        """ACTIVE/PAUSED → LOADED via the module's `stop()`."""
+        check_transition(self.name, "stop", self._state)
+        await self._life_ok("stop")
+        self._target_state = ModuleState.LOADED
+        self._set(ModuleState.LOADED)
+
+    async def pause(self) -> None:
+        """ACTIVE → PAUSED via the module's `pause()`; calls are refused while paused."""
+        check_transition(self.name, "pause", self._state)
+        await self._life_ok("pause")
+        self._target_state = ModuleState.PAUSED
+        self._set(ModuleState.PAUSED)
+
+    async def resume(self) -> None:
+        """PAUSED → ACTIVE via the module's `resume()`."""
+        check_transition(self.name, "resume", self._state)
+        await self._life_ok("resume")
+        self._target_state = ModuleState.ACTIVE
+        self._set(ModuleState.ACTIVE)
+
+    async def health_check(self) -> dict[str, Any]:
+        """The module's own `health_check()` dict (the seed's contract), bounded by a deadline."""
+        check_transition(self.name, "health_check", self._state)
+        result = await self._life("health_check", timeout=min(self.limits.call_timeout, 10.0))
+        if not isinstance(result, dict):
+            raise ModuleError(
+                module=self.name,
+                remote_type="ContractError",
+                remote_message=f"health_check() returned {type(result).__name__}, not a dict",
+                method="health_check",
+            )
+        return result
+
+    async def shutdown(self) -> None:
+        """→ UNLOADING → UNLOADED: the module's `shutdown()` (bounded), then the worker ends.
+
+        Never raises for a module that misbehaves on the way out: a shutdown hook that fails
+        or hangs is logged and the worker is killed.
+        """
+        if self._state is ModuleState.UNLOADED:
+            return
+        check_transition(self.name, "shutdown", self._state)
+        self._stopping = True
+        self._set(ModuleState.UNLOADING)
+        conn = self._conn
+        if conn is not None and conn.alive:
+            try:
+                with anyio.move_on_after(_SHUTDOWN_GRACE):
+                    await conn.request(Op.LIFE, "shutdown", None, _SHUTDOWN_GRACE)
+            except SandboxError as exc:
+                _log.warning("module %s: shutdown() failed: %s", self.name, exc)
+            await self._close(conn)
+        self._conn = None
+        self._set(ModuleState.UNLOADED)
+
+    # -- calls -------------------------------------------------------------------------------
+    def _require_conn(self, operation: str) -> WorkerConnection:
+        conn = self._conn
+        if conn is None or not conn.alive:
+            raise ModuleUnavailable(
+                f"module {self.name!r} has no running worker ({self._state.name}); it cannot "
+                f"{operation}() until it is loaded again",
+                module=self.name,
+                state=self._state.value,
+            )
+        return conn
+
+    async def call(self, method: str, /, *, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call one of the module's API methods; keyword arguments only, as in the seed.
+
+        Cancelling the awaiting task cancels the call in the worker.
+
+        Raises:
+            CallTimeout: no answer within `timeout` (default `Limits.call_timeout`).
+            ModuleError: the method raised (remote type, message and traceback attached).
+            WorkerCrashed: the worker died before answering.
+            ModuleUnavailable: the module is not ACTIVE.
+            TypeError: an argument msgpack cannot carry.
+        """
+        if self._state is not ModuleState.ACTIVE:
+            hint = "start() it first" if self._state is ModuleState.LOADED else "see stats()"
+            if self._state is ModuleState.PAUSED:
+                hint = "resume() it first"
+            raise ModuleUnavailable(
+                f"module {self.name!r} is {self._state.name} and takes calls only when ACTIVE; "
+                f"{hint}",
+                module=self.name,
+                state=self._state.value,
+            )
+        conn = self._require_conn("call")
+        started = time.perf_counter()
+        self._calls += 1
+        try:
+            return await conn.request(
+                Op.CALL,
+                method,
+                kwargs,
+                timeout if timeout is not None else self.limits.call_timeout,
+            )
+        except CallTimeout:
+            self._timeouts += 1
+            raise
+        except (SandboxError, TypeError):
+            self._errors += 1
+            raise
+        finally:
+            self._latencies.append(time.perf_counter() - started)
+
+    # -- supervision -------------------------------------------------------------------------
+    async def _watch(self, conn: WorkerConnection) -> None:
+        await conn.exited.wait()
+        if conn is not self._conn or self._stopping:
+            return
+        info = conn.exit_info
+        self.last_exit = info
+        self._conn = None
+        _log.warning(
+            "module %s: worker pid %d ended (%s%s)",
+            self.name,
+            conn.pid,
+            info.cause if info else "?",
+            f": {info.reason}" if info and info.reason else "",
+        )
+        self._set(ModuleState.ERROR)
+        if not self._should_restart(info):
+            self._set(ModuleState.FAILED)
+            return
+        await self._restart_with_backoff()
+
+    def _should_restart(self, info: ExitInfo | None) -> bool:
+        policy = self.restart_policy
+        if policy.strategy is RestartStrategy.TEMPORARY:
+            return False
+        if (
+            policy.strategy is RestartStrategy.TRANSIENT
+            and info is not None
+            and info.cause == "clean"
+        ):
+            return False
+        now = time.monotonic()
+        while self._restarts and now - self._restarts[0] > policy.period:
+            self._restarts.popleft()
+        if len(self._restarts) >= policy.max_restarts:
+            _log.error(
+                "module %s: %d restarts within %gs; giving up (FAILED). Fix the module and "
+                "call restart()",
+                self.name,
+                len(self._restarts),
+                policy.period,
+            )
+            return False
+        return True
+
+    async def _restart_with_backoff(self) -> None:
+        policy = self.restart_policy
+        attempt = len(self._restarts)
+        delay = min(policy.backoff_max, policy.backoff_initial * policy.backoff_factor**attempt)
+        delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
+        await anyio.sleep(max(delay, 0.0))
+        self._restarts.append(time.monotonic())
+        self._restart_count += 1
+        try:
+            await self._reboot()
+        except SandboxError as exc:
+            _log.error("module %s: restart failed: %s", self.name, exc)
+            self._set(ModuleState.ERROR)
+            if self._should_restart(None):
+                await self._restart_with_backoff()
+            else:
+                self._set(ModuleState.FAILED)
+
+    async def _reboot(self) -> None:
+        """Load, configure and bring the module back to the state it was in."""
+        self._set(ModuleState.LOADING)
+        await self._boot()
+        self._set(ModuleState.LOADED)
+        if self._target_state in (ModuleState.ACTIVE, ModuleState.PAUSED):
+            self._set(ModuleState.INITIALIZING)
+            await self._life_ok("initialize")
+            await self._life_ok("start")
+            self._set(ModuleState.ACTIVE)
+            if self._target_state is ModuleState.PAUSED:
+                await self._life_ok("pause")
+                self._set(ModuleState.PAUSED)
+
+    async def restart(self) -> None:
+        """Operator action: replace the worker and return to the previous running state;
+        also brings a FAILED module back (its restart budget starts afresh)."""
+        check_transition(self.name, "restart", self._state)
+        self._stopping = True
+        if self._conn is not None:
+            await self._close(self._conn)
+            self._conn = None
+        self._stopping = False
+        self._restarts.clear()
+        self._restart_count += 1
+        try:
+            await self._reboot()
+        except BaseException:
+            self._set(ModuleState.FAILED)
+            raise
+
+    # -- introspection -----------------------------------------------------------------------
+    def stats(self) -> ModuleStats:
+        """A frozen snapshot: pid, state, counters, latency percentiles, last exit."""
+        lat = sorted(self._latencies)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 3) if lat else None
+
+        conn = self._conn
+        return ModuleStats(
+            name=self.name,
+            pid=self.pid,
+            state=self._state,
+            calls=self._calls,
+            errors=self._errors,
+            timeouts=self._timeouts,
+            restarts=self._restart_count,
+            in_flight=conn.in_flight if conn is not None else 0,
+            latency_p50_ms=pct(0.5),
+            latency_p99_ms=pct(0.99),
+            confinement_layers=tuple(self.confinement.get("layers", ())),
+            missing_layers=tuple(sorted(self.confinement.get("missing", {}))),
+            last_exit=self.last_exit,
+            output_lines_dropped=conn.lines_dropped if conn is not None else 0,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ModuleHandle {self.name!r} {self._state.name} pid={self.pid}>"
+
+
+def _check_description(name: str, description: dict[str, Any]) -> dict[str, Any]:
+    """The READY description is module output: check its shape before trusting any of it."""
+    expected = {
+        "class": str,
+        "name": str,
+        "version": str,
+        "permissions": dict,
+        "schema": object,
+        "metadata": object,
+        "methods": list,
+        "api_version": str,
+        "subscriptions": list,
+    }
+    for key, kind in expected.items():
+        if key not in description or not isinstance(description[key], kind):
+            raise ProtocolViolation(f"READY description lacks a valid {key!r}", module=name)
+    if not all(isinstance(m, str) for m in description["methods"]):
+        raise ProtocolViolation("READY methods must be strings", module=name)
+    if not all(isinstance(s, str) for s in description["subscriptions"]):
+        raise ProtocolViolation("READY subscriptions must be strings", module=name)
+    try:
+        ModulePermissions.from_dict(description["permissions"])
+    except (ValueError, TypeError) as exc:
+        raise ProtocolViolation(f"READY permissions are malformed: {exc}", module=name) from exc
+    return description

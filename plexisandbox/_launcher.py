@@ -1,0 +1,132 @@
+"""Host side: start a worker as a fresh interpreter with only the channel's descriptors.
+
+Never a fork of the host: `subprocess.Popen` execs `python -I -S -B` (isolated mode: no
+PYTHON* variables, no user site, no cwd on sys.path; no site import; no bytecode writes), with
+an environment built from the policy's allow-list, stdin from /dev/null, stdout and stderr to a
+pipe the host drains, its own session, and cwd `/`. The host's `__main__` is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+
+import plexisandbox
+
+__all__ = ["LaunchedWorker", "launch_worker", "worker_package_dir"]
+
+# Runs in the fresh interpreter: put the host's library paths on sys.path, then load the
+# worker package from its folder by path (it may be installed or in a source checkout).
+_BOOTSTRAP = (
+    "import sys;a=sys.argv;sys.path[:0]=a[6:];import importlib.util as u;"
+    "s=u.spec_from_file_location('plexisandbox_worker',a[1]+'/__init__.py',"
+    "submodule_search_locations=[a[1]]);m=u.module_from_spec(s);sys.modules[s.name]=m;"
+    "s.loader.exec_module(m);from plexisandbox_worker.main import main;main(a[2:6])"
+)
+
+
+@cache
+def worker_package_dir() -> str:
+    """The folder of `plexisandbox_worker`, installed or in a source checkout (`worker/`)."""
+    spec = importlib.util.find_spec("plexisandbox_worker")
+    if spec is not None and spec.submodule_search_locations:
+        return os.path.realpath(next(iter(spec.submodule_search_locations)))
+    here = os.path.dirname(os.path.dirname(os.path.realpath(plexisandbox.__file__)))
+    candidate = os.path.join(here, "worker")
+    if os.path.isfile(os.path.join(candidate, "main.py")):
+        return candidate
+    raise RuntimeError("cannot find the plexisandbox_worker package; reinstall plexisandbox")
+
+
+@cache
+def library_paths() -> tuple[str, ...]:
+    """sys.path entries the worker needs: ours first, then the host's absolute entries."""
+    ours = os.path.dirname(os.path.dirname(os.path.realpath(plexisandbox.__file__)))
+    paths = [ours]
+    for entry in sys.path:
+        if entry and os.path.isabs(entry) and os.path.isdir(entry) and entry not in paths:
+            paths.append(entry)
+    return tuple(paths)
+
+
+@dataclass
+class LaunchedWorker:
+    """The host's ends of a freshly started worker."""
+
+    process: subprocess.Popen[bytes]
+    pidfd: int
+    data_read: int  # worker -> host frames
+    data_write: int  # host -> worker frames
+    ctl_write: int  # host -> worker control frames
+    output_read: int  # worker stdout + stderr
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def close(self) -> None:
+        for fd in (self.data_read, self.data_write, self.ctl_write, self.output_read, self.pidfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
+    """Start one worker; it speaks first (HELLO) on `data_read`.
+
+    Raises:
+        OSError: the interpreter could not be started (fd or process limits).
+    """
+    to_worker_r, to_worker_w = os.pipe2(os.O_CLOEXEC)
+    from_worker_r, from_worker_w = os.pipe2(os.O_CLOEXEC)
+    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    child_ends = (to_worker_r, from_worker_w, ctl_r, out_w)
+    argv = [
+        sys.executable,
+        "-I",
+        "-S",
+        "-B",
+        "-c",
+        _BOOTSTRAP,
+        worker_package_dir(),
+        str(to_worker_r),
+        str(from_worker_w),
+        str(ctl_r),
+        str(os.getpid()),
+        *library_paths(),
+    ]
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=out_w,
+            pass_fds=(to_worker_r, from_worker_w, ctl_r),
+            close_fds=True,
+            start_new_session=True,
+            env=dict(env),
+            cwd="/",
+        )
+    except BaseException:
+        for fd in (*child_ends, to_worker_w, from_worker_r, ctl_w, out_r):
+            os.close(fd)
+        raise
+    for fd in child_ends:
+        os.close(fd)
+    for fd in (to_worker_w, from_worker_r, ctl_w, out_r):
+        os.set_blocking(fd, False)
+    return LaunchedWorker(
+        process=process,
+        pidfd=os.pidfd_open(process.pid),
+        data_read=from_worker_r,
+        data_write=to_worker_w,
+        ctl_write=ctl_w,
+        output_read=out_r,
+    )

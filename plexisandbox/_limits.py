@@ -1,0 +1,81 @@
+"""Host side (pure data, also read by policy derivation): resource limits and restart policy."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Limits", "RestartPolicy", "RestartStrategy"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one module. Every field has a finite documented default.
+
+    Kernel-enforced (rlimits in the worker): `cpu_seconds`, `open_files`, `file_mb`,
+    `address_space_mb`, `processes`. Watchdog-enforced (psutil samples on the host):
+    `memory_mb` (RSS), `cpu_percent` over `cpu_window` seconds, `threads`, `open_files`,
+    `data_mb`. Channel-enforced: `max_message_bytes`, `max_in_flight`, `call_timeout`.
+    """
+
+    #: Resident memory (RSS) of the worker, MiB; the watchdog kills above it.
+    memory_mb: int = 256
+    #: Address space (RLIMIT_AS) in MiB; large because thread stacks reserve address space.
+    address_space_mb: int = 2048
+    #: Total CPU seconds (RLIMIT_CPU soft; hard is one second more so SIGXCPU comes first).
+    cpu_seconds: int = 3600
+    #: Average CPU use over `cpu_window` seconds, percent of one core; 0 disables.
+    cpu_percent: float = 95.0
+    cpu_window: float = 10.0
+    #: Threads in the worker.
+    threads: int = 32
+    #: Open file descriptors (RLIMIT_NOFILE and the watchdog).
+    open_files: int = 64
+    #: Largest file the worker may write (RLIMIT_FSIZE), MiB.
+    file_mb: int = 64
+    #: Size of the private data folder (file access only), MiB.
+    data_mb: int = 64
+    #: Processes for the worker's uid (RLIMIT_NPROC; threads count too).
+    processes: int = 64
+    #: Default deadline of one call, seconds.
+    call_timeout: float = 30.0
+    #: Calls awaiting an answer at once; further callers wait for a slot.
+    max_in_flight: int = 256
+    #: Largest frame the worker may send, bytes.
+    max_message_bytes: int = 16 * 1024 * 1024
+    #: Events queued for the module before the overflow policy applies.
+    event_queue: int = 1000
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"Limits.{name} must be a number, got {value!r}")
+            if value < 0 or (value == 0 and name not in ("cpu_percent",)):
+                raise ValueError(
+                    f"Limits.{name} must be positive, got {value!r} (limits are never "
+                    "unlimited; pick a large value instead)"
+                )
+
+
+class RestartStrategy(enum.StrEnum):
+    """Erlang/OTP restart types."""
+
+    #: Always restarted when it ends.
+    PERMANENT = "permanent"
+    #: Restarted only when it ends abnormally (crash, limit, unresponsive).
+    TRANSIENT = "transient"
+    #: Never restarted.
+    TEMPORARY = "temporary"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """At most `max_restarts` within `period` seconds, then FAILED; backoff in between."""
+
+    strategy: RestartStrategy = RestartStrategy.TRANSIENT
+    max_restarts: int = 3
+    period: float = 60.0
+    backoff_initial: float = 0.1
+    backoff_max: float = 10.0
+    backoff_factor: float = 2.0
+    jitter: float = 0.2

@@ -1,0 +1,250 @@
+"""Pure core (both sides): the wire protocol — frames, message kinds, strict decoding.
+
+A frame is a 4-byte big-endian length followed by that many bytes of msgpack. Every message
+is a msgpack array whose first element is an `Op`. The host treats every byte from a worker
+as hostile: the length is checked against the frame limit *before* the body is read, the body
+is decoded with explicit size limits into plain types only (no ext types but timestamps, never
+pickle), nesting is bounded, and the message's shape is checked against `WORKER_SHAPES`.
+See docs/protocol.md for the handshake and the versioning rules.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Any, Final
+
+import msgpack
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "HEADER",
+    "MAX_DEPTH",
+    "WIRE_VERSION",
+    "FrameDecoder",
+    "Op",
+    "ProtocolError",
+    "check_shape",
+    "encode",
+    "pack_body",
+]
+
+#: Bumped on any incompatible change to frames or messages; both sides compare it first.
+WIRE_VERSION: Final = 1
+#: Default bound on one frame's body (a module's result or argument), in bytes.
+DEFAULT_MAX_FRAME: Final = 16 * 1024 * 1024
+#: Deepest nesting of arrays/maps accepted from a worker.
+MAX_DEPTH: Final = 64
+HEADER: Final = struct.Struct(">I")
+
+
+class ProtocolError(Exception):
+    """Bytes that break the protocol; the host turns it into `ProtocolViolation`."""
+
+
+class Op(enum.IntEnum):
+    """Message kinds. Host→worker are below 32, worker→host from 32."""
+
+    # host -> worker
+    BOOT = 1  # [BOOT, {wire, module, mode, policy, source, log_level}]
+    GO = 2  # [GO] : confinement verified by the host; import the module now
+    CALL = 3  # [CALL, id, method, kwargs]
+    LIFE = 4  # [LIFE, id, operation, argument]
+    CANCEL = 5  # [CANCEL, id]
+    PING = 6  # [PING, id] (data channel: answered by the worker's event loop)
+    EVENT = 7  # [EVENT, event, data, source]
+    REPLY = 8  # [REPLY, id, ok, value | [type, message]] : answer to a worker REQUEST
+    STACKS = 9  # [STACKS, id] (control channel): dump every thread's Python stack
+    CTL_PING = 10  # [CTL_PING, id] (control channel: answered by the control thread)
+    # worker -> host
+    HELLO = 32  # [HELLO, {wire, pid, python}]
+    CONFINED = 33  # [CONFINED, {layers: [...], missing: {layer: why}}]
+    READY = 34  # [READY, description]
+    RESULT = 35  # [RESULT, id, value]
+    ERROR = 36  # [ERROR, id, type, message, traceback]
+    PONG = 37  # [PONG, id]
+    LOG = 38  # [LOG, level, logger, text]
+    EMIT = 39  # [EMIT, event, data]
+    SUBSCRIBE = 40  # [SUBSCRIBE, event]
+    REQUEST = 41  # [REQUEST, id, kind, target, method, kwargs]
+    STACKS_DUMP = 42  # [STACKS_DUMP, id, text]
+    FATAL = 43  # [FATAL, stage, type, message, traceback] : the worker cannot go on
+    ACK = 44  # [ACK, id] : a CALL/LIFE was received (progress, not completion)
+
+
+# Shapes of worker->host messages: the type of each element after the Op. `object` means
+# any decoded value (already bounded by the decoder). Anything else is a violation.
+_ANY = object
+WORKER_SHAPES: Final[dict[int, tuple[type, ...]]] = {
+    Op.HELLO: (dict,),
+    Op.CONFINED: (dict,),
+    Op.READY: (dict,),
+    Op.RESULT: (int, _ANY),
+    Op.ERROR: (int, str, str, str),
+    Op.PONG: (int,),
+    Op.LOG: (int, str, str),
+    Op.EMIT: (str, _ANY),
+    Op.SUBSCRIBE: (str,),
+    Op.REQUEST: (int, str, str, str, dict),
+    Op.STACKS_DUMP: (int, str),
+    Op.FATAL: (str, str, str, str),
+    Op.ACK: (int,),
+}
+
+
+def _default(obj: Any) -> Any:
+    # Tuples and sets travel as arrays; anything else is refused with its type's name so the
+    # module author sees which value could not cross the boundary.
+    if isinstance(obj, tuple | set | frozenset):
+        return list(obj)
+    raise TypeError(
+        f"a value of type {type(obj).__module__}.{type(obj).__qualname__} cannot cross the "
+        "sandbox boundary; return plain data (None, bool, int, float, str, bytes, list, dict, "
+        "datetime)"
+    )
+
+
+_packer_opts: Final = {"use_bin_type": True, "datetime": True, "default": _default}
+
+
+def pack_body(message: Any) -> bytes:
+    """msgpack-encode one message without the header.
+
+    Raises:
+        TypeError: a value msgpack cannot carry; the message names its type.
+    """
+    try:
+        return msgpack.packb(message, **_packer_opts)  # type: ignore[no-any-return]
+    except OverflowError as exc:
+        raise TypeError(f"an integer does not fit in 64 bits: {exc}") from exc
+
+
+def encode(message: Any) -> bytes:
+    """One complete frame: header plus body.
+
+    Raises:
+        TypeError: a value msgpack cannot carry.
+    """
+    body = pack_body(message)
+    return HEADER.pack(len(body)) + body
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"msgpack ext type {code} is not allowed (only timestamps)")
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, list | dict))
+        elif isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, list | dict))
+    return False
+
+
+def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) -> Any:
+    """Strictly decode one frame body into plain Python values.
+
+    Raises:
+        ProtocolError: malformed msgpack, an oversized element, an ext type, deep nesting.
+    """
+    try:
+        value = msgpack.unpackb(
+            body,
+            raw=False,
+            use_list=True,
+            strict_map_key=False,
+            timestamp=3,
+            ext_hook=_ext_hook,
+            max_str_len=max_frame,
+            max_bin_len=max_frame,
+            max_array_len=4 * 1024 * 1024,
+            max_map_len=1024 * 1024,
+            max_ext_len=16,
+        )
+    except ProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises many types for malformed input
+        raise ProtocolError(f"undecodable frame body ({type(exc).__name__}: {exc})") from exc
+    # Only bodies longer than MAX_DEPTH bytes can nest deeper than MAX_DEPTH.
+    if len(body) > MAX_DEPTH and _depth_exceeds(value, MAX_DEPTH):
+        raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+class FrameDecoder:
+    """Incremental frame parser: `feed(bytes)` returns the complete messages so far.
+
+    The announced length is checked against `max_frame` as soon as the 4 header bytes are
+    in, so a hostile peer cannot make us buffer an oversized body.
+    """
+
+    __slots__ = ("_buf", "_max")
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[Any]:
+        """Add bytes; return every message completed by them, in order.
+
+        Raises:
+            ProtocolError: an oversized frame or an undecodable body.
+        """
+        buf = self._buf
+        buf += data
+        out: list[Any] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= 4:
+            (size,) = HEADER.unpack_from(buf, pos)
+            if size > self._max:
+                raise ProtocolError(
+                    f"frame of {size} bytes announced; the limit is {self._max} bytes"
+                )
+            if end - pos - 4 < size:
+                break
+            body = memoryview(buf)[pos + 4 : pos + 4 + size]
+            try:
+                out.append(decode_body(body, self._max))
+            finally:
+                body.release()
+            pos += 4 + size
+        if pos:
+            del buf[:pos]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered towards an incomplete frame."""
+        return len(self._buf)
+
+
+def check_shape(message: Any, shapes: dict[int, tuple[type, ...]] = WORKER_SHAPES) -> Op:
+    """Check a decoded worker message against its shape; return its Op.
+
+    Raises:
+        ProtocolError: not an array, an unknown op, the wrong arity or element types.
+    """
+    if not isinstance(message, list) or not message or type(message[0]) is not int:
+        raise ProtocolError(f"a message must be an array starting with an op, got {message!r:.80}")
+    op = message[0]
+    shape = shapes.get(op)
+    if shape is None:
+        raise ProtocolError(f"unknown or out-of-direction op {op}")
+    if len(message) != len(shape) + 1:
+        raise ProtocolError(f"{Op(op).name} needs {len(shape)} fields, got {len(message) - 1}")
+    for i, (value, want) in enumerate(zip(message[1:], shape, strict=True), start=1):
+        if want is not _ANY and not (type(value) is want or (want is int and _is_int(value))):
+            raise ProtocolError(
+                f"{Op(op).name} field {i} must be {want.__name__}, got {type(value).__name__}"
+            )
+    return Op(op)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,560 @@
+"""Host side: one worker process seen from the supervisor — channel, calls, output, exit.
+
+Everything read here comes from a process that may be hostile. Frames are parsed by the
+bounded `FrameDecoder` and shape-checked; any violation kills this worker (and only it) with a
+`ProtocolViolation` recorded. Every pending call ends when the worker ends: the exit watcher
+fails whatever is still waiting with the typed cause of death, so no caller can hang.
+
+I/O is `anyio.wait_readable/wait_writable` plus `os.read/os.write` on non-blocking pipes: the
+cheapest path anyio offers on both asyncio and trio (see benchmarks/).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._launcher import LaunchedWorker
+from ._protocol import WIRE_VERSION, FrameDecoder, Op, ProtocolError, check_shape, encode
+from .errors import (
+    CallTimeout,
+    ConfinementUnavailable,
+    LimitExceeded,
+    ModuleError,
+    ProtocolViolation,
+    SandboxError,
+    WorkerCrashed,
+)
+
+__all__ = ["ExitInfo", "WorkerConnection"]
+
+_MAX_LINE = 2048  # characters of one stdout/stderr line relayed to logging
+_TAIL_LINES = 20
+_CANCEL_GRACE = 2.0  # seconds a worker has to honour a cancel before it is killed
+_EOF_GRACE = 2.0  # seconds between a closed channel and SIGKILL
+_HIGH_WATER = 8 * 1024 * 1024  # queued bytes towards a worker before senders wait
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a worker ended. `cause` is one of: clean, crash, signal, protocol, limit,
+    unresponsive, failed_start, killed."""
+
+    cause: str
+    exit_code: int | None
+    signal: int | None
+    reason: str
+    at: float
+    output_tail: tuple[str, ...]
+
+
+class _Pending:
+    __slots__ = ("acked", "error", "event", "method", "value")
+
+    def __init__(self, method: str) -> None:
+        self.event = anyio.Event()
+        self.method = method
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.acked = False
+
+
+ModuleMessageHandler = Callable[["WorkerConnection", Op, list[Any]], None]
+
+
+class WorkerConnection:
+    """The host's end of one running worker."""
+
+    def __init__(
+        self,
+        name: str,
+        launched: LaunchedWorker,
+        *,
+        max_frame: int,
+        max_in_flight: int,
+        on_message: ModuleMessageHandler,
+    ) -> None:
+        self.name = name
+        self.launched = launched
+        self.pid = launched.pid
+        self.logger = logging.getLogger(f"plexisandbox.module.{name}")
+        self._decoder = FrameDecoder(max_frame)
+        self._on_message = on_message
+        self._pending: dict[int, _Pending] = {}
+        self._cancelling: set[int] = set()
+        self._pings: dict[int, anyio.Event] = {}
+        self._stacks: dict[int, tuple[anyio.Event, list[str]]] = {}
+        self._ids = itertools.count(1)
+        self._slots = anyio.Semaphore(max_in_flight)
+        self._outq: deque[memoryview] = deque()
+        self._out_bytes = 0
+        self._flushing = False
+        self._drained = anyio.Event()
+        self._drained.set()
+        self._handshake_send, self._handshake_recv = anyio.create_memory_object_stream[list[Any]](8)
+        self._phase = Op.HELLO
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._kill_cause: tuple[str, str] | None = None
+        self._death_error: SandboxError | None = None
+        self.exited = anyio.Event()
+        self.exit_info: ExitInfo | None = None
+        self.output_tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        self._output_done = anyio.Event()
+        self._line_tokens = 2000.0
+        self._line_clock = time.monotonic()
+        self.lines_dropped = 0
+        self.started_at = time.monotonic()
+
+    # -- running ---------------------------------------------------------------------------
+    async def run(
+        self, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve this worker until its process is gone; then fail everything pending."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._read_loop)
+                tg.start_soon(self._output_loop)
+                task_status.started()
+                await anyio.wait_readable(self.launched.pidfd)
+                # The process is gone: its pipes report EOF; give the readers a moment to
+                # drain the last output lines, then stop them whatever holds the pipes open.
+                with anyio.move_on_after(1.0):
+                    await self._output_done.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.exit_info is not None:
+            return
+        proc = self.launched.process
+        returncode = proc.poll()
+        if returncode is None:  # cancelled while alive (supervisor shutting down)
+            self.kill("killed", "the supervisor stopped")
+            returncode = proc.wait()
+        exit_code = returncode if returncode >= 0 else None
+        sig = -returncode if returncode < 0 else None
+        if self._kill_cause is not None:
+            cause, reason = self._kill_cause
+        elif sig is not None:
+            cause, reason = ("limit" if sig == signal.SIGXCPU else "signal"), ""
+            if sig == signal.SIGXCPU:
+                reason = "CPU time rlimit (RLIMIT_CPU) reached"
+        elif exit_code == 0:
+            cause, reason = "clean", ""
+        else:
+            cause, reason = "crash", ""
+        self.exit_info = ExitInfo(
+            cause, exit_code, sig, reason, time.time(), tuple(self.output_tail)
+        )
+        error = self.death_error()
+        for pending in self._pending.values():
+            pending.error = error
+            pending.event.set()
+        self._pending.clear()
+        for event in self._pings.values():
+            event.set()
+        for event, _ in self._stacks.values():
+            event.set()
+        self._handshake_send.close()
+        self.launched.close()
+        self.exited.set()
+
+    def death_error(self) -> SandboxError:
+        """The typed error every call pending at the worker's death receives."""
+        if self._death_error is not None:
+            return self._death_error
+        info = self.exit_info
+        if info is None:
+            return WorkerCrashed(module=self.name, reason="the worker is stopping")
+        if info.cause == "protocol":
+            return ProtocolViolation(info.reason, module=self.name)
+        if info.cause == "limit" and info.signal == signal.SIGXCPU:
+            return LimitExceeded(
+                module=self.name,
+                limit="cpu_seconds",
+                observed="RLIMIT_CPU reached",
+                threshold="Limits.cpu_seconds",
+            )
+        return WorkerCrashed(
+            module=self.name,
+            exit_code=info.exit_code,
+            signal=info.signal,
+            reason=info.reason,
+            stderr_tail=info.output_tail,
+            cause=info.cause,
+        )
+
+    def kill(self, cause: str, reason: str, error: SandboxError | None = None) -> None:
+        """SIGKILL the worker's process group, recording why (first reason wins)."""
+        if self._kill_cause is None:
+            self._kill_cause = (cause, reason)
+            self._death_error = error
+            if cause not in ("clean", "killed"):
+                self.logger.warning("killing worker pid %d: %s (%s)", self.pid, cause, reason)
+        if self.launched.process.returncode is not None:
+            return
+        try:
+            signal.pidfd_send_signal(self.launched.pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def violate(self, reason: str) -> None:
+        """The worker broke the protocol: kill it; pending calls get ProtocolViolation."""
+        self.kill("protocol", reason, ProtocolViolation(reason, module=self.name))
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set()
+
+    # -- reading ---------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        fd = self.launched.data_read
+        while True:
+            await anyio.wait_readable(fd)
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                for message in self._decoder.feed(data):
+                    self._dispatch(check_shape(message), message)
+            except ProtocolError as exc:
+                self.violate(str(exc))
+                return
+        # The worker closed its end of the channel. A worker that keeps running without a
+        # channel is of no use to anyone: kill it if it does not exit by itself.
+        with anyio.move_on_after(_EOF_GRACE):
+            await self.exited.wait()
+        self.kill("crash", "closed its channel")
+
+    def _dispatch(self, op: Op, message: list[Any]) -> None:
+        if op is Op.RESULT or op is Op.ERROR:
+            request_id = message[1]
+            pending = self._pending.pop(request_id, None)
+            if pending is None:
+                self._cancelling.discard(request_id)  # a late answer to a cancelled call
+                return
+            if op is Op.RESULT:
+                pending.value = message[2]
+            else:
+                pending.error = ModuleError(
+                    module=self.name,
+                    remote_type=message[2][:200],
+                    remote_message=message[3][:4096],
+                    remote_traceback=message[4][:16384],
+                    method=pending.method,
+                )
+            pending.event.set()
+        elif op is Op.ACK:
+            pending = self._pending.get(message[1])
+            if pending is not None:
+                pending.acked = True
+        elif op is Op.PONG:
+            event = self._pings.pop(message[1], None)
+            if event is not None:
+                event.set()
+        elif op is Op.LOG:
+            level = min(max(int(message[1]), logging.DEBUG), logging.CRITICAL)
+            source = message[2][:100]
+            text = message[3][:8192]
+            self.logger.log(
+                level, "%s", text if source == self.logger.name else f"[{source}] {text}"
+            )
+        elif op is Op.STACKS_DUMP:
+            waiter = self._stacks.get(message[1])
+            if waiter is not None:
+                waiter[1].append(message[2][:65536])
+                waiter[0].set()
+        elif op in (Op.HELLO, Op.CONFINED, Op.READY, Op.FATAL):
+            if op is not Op.FATAL and op is not self._phase:
+                raise ProtocolError(f"{op.name} out of order (expected {self._phase.name})")
+            if op is not Op.FATAL:
+                self._phase = {Op.HELLO: Op.CONFINED, Op.CONFINED: Op.READY}.get(op, Op.ACK)
+            try:
+                self._handshake_send.send_nowait(message)
+            except anyio.WouldBlock as exc:
+                raise ProtocolError("too many handshake messages") from exc
+        else:  # EMIT, SUBSCRIBE, REQUEST: the supervisor's business
+            self._on_message(self, op, message)
+
+    # -- output ------------------------------------------------------------------------------
+    async def _output_loop(self) -> None:
+        fd = self.launched.output_read
+        buf = bytearray()
+        skipping = False  # inside an over-long line whose head was already relayed
+        try:
+            while True:
+                await anyio.wait_readable(fd)
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                buf += data
+                while True:
+                    newline = buf.find(b"\n")
+                    if newline < 0:
+                        if len(buf) > _MAX_LINE * 4:
+                            if not skipping:
+                                self._relay_line(bytes(buf[: _MAX_LINE * 4]), truncated=True)
+                            skipping = True
+                            buf.clear()
+                        break
+                    if not skipping:
+                        self._relay_line(bytes(buf[:newline]))
+                    skipping = False
+                    del buf[: newline + 1]
+            if buf and not skipping:
+                self._relay_line(bytes(buf))
+        finally:
+            self._output_done.set()
+
+    def _relay_line(self, raw: bytes, truncated: bool = False) -> None:
+        line = raw.decode("utf-8", "replace")
+        if len(line) > _MAX_LINE or truncated:
+            line = line[:_MAX_LINE] + " …[line truncated]"
+        self.output_tail.append(line)
+        # Token bucket: 500 lines/s sustained, bursts of 2000; drops are counted and said.
+        now = time.monotonic()
+        self._line_tokens = min(2000.0, self._line_tokens + (now - self._line_clock) * 500)
+        self._line_clock = now
+        if self._line_tokens < 1:
+            self.lines_dropped += 1
+            if self.lines_dropped % 1000 == 1:
+                self.logger.warning(
+                    "output rate limit: %d lines dropped so far", self.lines_dropped
+                )
+            return
+        self._line_tokens -= 1
+        self.logger.info("%s", line)
+
+    # -- writing -----------------------------------------------------------------------------
+    def send_nowait(self, frame: bytes) -> None:
+        """Queue one frame for the worker; never blocks, never splits a frame."""
+        if not self.alive or self._kill_cause is not None:
+            return
+        if not self._outq:
+            try:
+                written = os.write(self.launched.data_write, frame)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                return  # the worker is gone; the exit watcher reports it
+            if written == len(frame):
+                return
+            frame = frame[written:]
+        self._outq.append(memoryview(frame))
+        self._out_bytes += len(frame)
+        if self._out_bytes > _HIGH_WATER:
+            self._drained = anyio.Event()
+        if not self._flushing and self._tg is not None:
+            self._flushing = True
+            self._tg.start_soon(self._flush)
+
+    async def _flush(self) -> None:
+        fd = self.launched.data_write
+        try:
+            while self._outq:
+                await anyio.wait_writable(fd)
+                head = self._outq[0]
+                try:
+                    written = os.write(fd, head)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    self._outq.clear()
+                    break
+                self._out_bytes -= written
+                if written == len(head):
+                    self._outq.popleft()
+                else:
+                    self._outq[0] = head[written:]
+        finally:
+            self._flushing = False
+            self._out_bytes = 0 if not self._outq else self._out_bytes
+            self._drained.set()
+
+    def _send_control(self, message: list[Any]) -> bool:
+        # Control frames are tiny; a full control pipe means the control thread is not
+        # reading, which is itself the answer (unresponsive).
+        try:
+            return os.write(self.launched.ctl_write, encode(message)) > 0
+        except OSError:
+            return False
+
+    # -- handshake -----------------------------------------------------------------------------
+    async def _expect(self, op: Op, timeout: float, stage: str) -> dict[str, Any]:
+        try:
+            with anyio.fail_after(timeout):
+                message = await self._handshake_recv.receive()
+        except TimeoutError:
+            self.kill("failed_start", f"no {op.name} within {timeout:g}s during {stage}")
+            await self.exited.wait()
+            raise self.death_error() from None
+        except anyio.EndOfStream:
+            raise self.death_error() from None
+        if message[0] == Op.FATAL:
+            _, where, kind, text, trace = message
+            await self.exited.wait()
+            if where.startswith("confine:"):
+                raise ConfinementUnavailable(
+                    module=self.name, layer=where.partition(":")[2][:64], detail=text[:2000]
+                )
+            raise ModuleError(
+                module=self.name,
+                remote_type=kind[:200],
+                remote_message=f"during {where[:32]}: {text[:4096]}",
+                remote_traceback=trace[:16384],
+            )
+        return message[1]  # type: ignore[no-any-return]
+
+    async def handshake(self, boot: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """HELLO (version check) → BOOT → CONFINED; return the confinement report."""
+        hello = await self._expect(Op.HELLO, timeout, "start-up")
+        theirs = hello.get("wire")
+        if theirs != WIRE_VERSION:
+            reason = (
+                f"wire protocol mismatch: supervisor speaks v{WIRE_VERSION}, worker speaks "
+                f"v{theirs}. The worker runtime comes from a different plexisandbox install; "
+                "reinstall plexisandbox so both sides come from the same version"
+            )
+            self.violate(reason)
+            await self.exited.wait()
+            raise ProtocolViolation(reason, module=self.name)
+        self.send_nowait(encode([Op.BOOT, boot]))
+        return await self._expect(Op.CONFINED, timeout, "confinement")
+
+    async def go(self, timeout: float) -> dict[str, Any]:
+        """GO → READY: the module is imported and instantiated; return its description."""
+        self.send_nowait(encode([Op.GO]))
+        return await self._expect(Op.READY, timeout, "import")
+
+    # -- requests ----------------------------------------------------------------------------
+    async def request(self, op: Op, method: str, argument: Any, timeout: float | None) -> Any:
+        """Send CALL or LIFE and wait for its answer, its deadline, or the worker's death.
+
+        Raises:
+            CallTimeout: past the deadline; the worker is told to cancel the call.
+            ModuleError: module code raised.
+            WorkerCrashed, ProtocolViolation, LimitExceeded: the worker died meanwhile.
+            TypeError: an argument msgpack cannot carry.
+        """
+        if not self.alive or self._kill_cause is not None:
+            raise self.death_error()
+        async with self._slots:
+            request_id = next(self._ids)
+            frame = encode([op, request_id, method, argument])
+            pending = _Pending(method)
+            self._pending[request_id] = pending
+            try:
+                with anyio.fail_after(timeout):
+                    self.send_nowait(frame)
+                    if not self._drained.is_set():
+                        await self._drained.wait()
+                    await pending.event.wait()
+            except TimeoutError:
+                if self._pending.pop(request_id, None) is not None:
+                    self._cancel(request_id)
+                    stacks = None
+                    raise CallTimeout(
+                        module=self.name, method=method, timeout=timeout or 0, stacks=stacks
+                    ) from None
+            except BaseException:
+                if self._pending.pop(request_id, None) is not None:
+                    self._cancel(request_id)
+                raise
+            if pending.error is not None:
+                raise pending.error
+            return pending.value
+
+    def _cancel(self, request_id: int) -> None:
+        self.send_nowait(encode([Op.CANCEL, request_id]))
+        self._cancelling.add(request_id)
+        if self._tg is not None:
+            self._tg.start_soon(self._enforce_cancel, request_id)
+
+    async def _enforce_cancel(self, request_id: int) -> None:
+        await anyio.sleep(_CANCEL_GRACE)
+        if request_id in self._cancelling and self.alive:
+            stacks = await self.capture_stacks(1.0)
+            self.logger.error(
+                "worker ignored a cancel for %gs; killing it. Python stacks:\n%s",
+                _CANCEL_GRACE,
+                stacks or "(unavailable)",
+            )
+            self.kill("unresponsive", f"ignored a cancelled call for {_CANCEL_GRACE:g}s")
+
+    async def ping(self, timeout: float, *, control: bool = False) -> bool:
+        """True when the worker answers within `timeout`: its event loop (default) or, with
+        `control=True`, its control thread (alive even while module code is busy)."""
+        if not self.alive:
+            return False
+        ping_id = next(self._ids)
+        event = anyio.Event()
+        self._pings[ping_id] = event
+        try:
+            if control:
+                if not self._send_control([Op.CTL_PING, ping_id]):
+                    return False
+            else:
+                self.send_nowait(encode([Op.PING, ping_id]))
+            with anyio.move_on_after(timeout):
+                await event.wait()
+            return event.is_set() and self.alive
+        finally:
+            self._pings.pop(ping_id, None)
+
+    async def capture_stacks(self, timeout: float) -> str | None:
+        """Every thread's Python stack from the worker, via its control thread."""
+        if not self.alive:
+            return None
+        stack_id = next(self._ids)
+        event, holder = anyio.Event(), list[str]()
+        self._stacks[stack_id] = (event, holder)
+        try:
+            if not self._send_control([Op.STACKS, stack_id]):
+                return None
+            with anyio.move_on_after(timeout):
+                await event.wait()
+            return holder[0] if holder else None
+        finally:
+            self._stacks.pop(stack_id, None)
+
+    def reply(self, request_id: int, ok: bool, value: Any) -> None:
+        """Answer a REQUEST the worker made (host service or module-to-module call)."""
+        try:
+            frame = encode([Op.REPLY, request_id, ok, value])
+        except TypeError as exc:
+            frame = encode([Op.REPLY, request_id, False, ["TypeError", str(exc)]])
+        self.send_nowait(frame)
+
+    def send_event(self, event: str, data: Any, source: str) -> None:
+        """Deliver an event to this worker's subscribers (already encoded-checked)."""
+        self.send_nowait(encode([Op.EVENT, event, data, source]))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)

@@ -1,0 +1,124 @@
+"""Worker side: the entry point — handshake, confinement, import, serve, in that order.
+
+The host starts a fresh interpreter (`python -I -S -B -c BOOTSTRAP`) with the channel's fds
+and its own pid on the command line; see `plexisandbox._launcher`. Until `GO` arrives, only
+trusted code runs here; the module is imported only after the host has checked, from /proc,
+that the confinement the policy asks for is really in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import traceback
+from typing import Any, NoReturn
+
+from plexisandbox._protocol import WIRE_VERSION, Op, encode
+from plexisandbox.interfaces import BaseModule
+
+from . import confine, hygiene
+from .channel import BlockingReader, FrameWriter
+from .control import start_control_thread
+from .loader import instantiate, load_class
+from .logrelay import install_log_relay
+from .serve import Runtime
+
+__all__ = ["EXIT_CONFINE", "EXIT_IMPORT", "EXIT_PROTOCOL", "main"]
+
+EXIT_PROTOCOL = 69
+EXIT_CONFINE = 70
+EXIT_IMPORT = 71
+
+
+def _fatal(writer: FrameWriter, stage: str, exc: BaseException, code: int) -> NoReturn:
+    text = "".join(traceback.format_exception(exc))[-16 * 1024 :]
+    try:
+        writer.send([Op.FATAL, stage, type(exc).__qualname__, str(exc)[:4096], text])
+    finally:
+        os._exit(code)
+
+
+def _expect(reader: BlockingReader, writer: FrameWriter, op: Op) -> list[Any]:
+    try:
+        message = reader.next()
+    except EOFError:
+        os._exit(0)  # the supervisor gave up on us; nothing to report to
+    if not isinstance(message, list) or not message or message[0] != op:
+        _fatal(writer, "handshake", ValueError(f"expected {op.name}, got {message!r:.80}"), 69)
+    return message
+
+
+def describe(module: BaseModule) -> dict[str, Any]:
+    """What the host needs to know before it lets the module run: all plain data."""
+    permissions = module.get_required_permissions()
+    if not hasattr(permissions, "to_dict"):
+        raise TypeError(
+            "get_required_permissions() must return ModulePermissions, got "
+            f"{type(permissions).__qualname__}"
+        )
+    cls = type(module)
+    description = {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "name": str(module.name),
+        "version": str(module.version),
+        "permissions": permissions.to_dict(),
+        "schema": module.get_config_schema(),
+        "metadata": module.get_metadata(),
+        "methods": list(module.get_available_methods()),
+        "api_version": str(module.get_api_version()),
+        "subscriptions": sorted(module._event_handlers),
+    }
+    encode(description)  # raises TypeError naming any value that cannot cross the boundary
+    return description
+
+
+def main(args: list[str]) -> NoReturn:
+    fd_in, fd_out, fd_ctl, parent = (int(a) for a in args)
+    # 1. Hygiene before anything is read: die with the supervisor, hold only the channel.
+    hygiene.die_with_parent(parent)
+    hygiene.close_inherited_fds({0, 1, 2, fd_in, fd_out, fd_ctl})
+    writer = FrameWriter(fd_out)
+    reader = BlockingReader(fd_in)
+
+    # 2. Versioned handshake: we speak first, the host compares and sends BOOT.
+    writer.send(
+        [Op.HELLO, {"wire": WIRE_VERSION, "pid": os.getpid(), "python": platform.python_version()}]
+    )
+    boot = _expect(reader, writer, Op.BOOT)[1]
+    if boot.get("wire") != WIRE_VERSION:
+        _fatal(
+            writer,
+            "handshake",
+            ValueError(f"host speaks wire v{boot.get('wire')}, worker v{WIRE_VERSION}"),
+            EXIT_PROTOCOL,
+        )
+
+    # 3. Confinement, while this process is still single-threaded (threads created earlier
+    #    would escape Landlock and a seccomp filter without TSYNC).
+    try:
+        report = confine.apply(boot["policy"])
+    except confine.ConfinementError as exc:
+        _fatal(writer, "confine:" + exc.layer, exc, EXIT_CONFINE)
+    except Exception as exc:
+        _fatal(writer, "confine", exc, EXIT_CONFINE)
+    writer.send([Op.CONFINED, report])
+
+    # 4. The host verified /proc/<pid>/status; only now does untrusted code run.
+    _expect(reader, writer, Op.GO)
+    start_control_thread(fd_ctl, writer)
+    install_log_relay(writer, int(boot.get("log_level", logging.INFO)))
+    runtime = Runtime(None, writer, fd_in)  # type: ignore[arg-type]
+    BaseModule._runtime = runtime  # so register_event_handler() in __init__ subscribes
+    try:
+        module = instantiate(load_class(boot["source"]))
+        runtime.module = module
+        description = describe(module)
+    except BaseException as exc:
+        _fatal(writer, "import", exc, EXIT_IMPORT)
+    writer.send([Op.READY, description])
+
+    # 5. Serve until the host closes the channel.
+    asyncio.run(runtime.serve(reader.leftover()))
+    os._exit(0)

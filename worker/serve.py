@@ -1,0 +1,240 @@
+"""Worker side: the serve loop — lifecycle, calls, events and host requests over the channel.
+
+The asyncio event loop reads the host→worker pipe directly (`add_reader`), runs each call as
+a task (so calls pipeline and one slow call does not hold up the next), and writes answers
+through the shared `FrameWriter`. A separate control thread (`control.py`) answers liveness
+pings and stack dumps even while module code keeps this loop busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import traceback
+from typing import Any
+
+from plexisandbox._configcheck import check_config
+from plexisandbox._protocol import FrameDecoder, Op, encode
+from plexisandbox.errors import PermissionDenied, SandboxError
+from plexisandbox.interfaces import BaseModule, ModuleState
+
+from .channel import FrameWriter
+
+__all__ = ["Runtime"]
+
+_log = logging.getLogger("plexisandbox.worker")
+
+# Lifecycle operations the host may ask for, and the module state each leaves behind.
+_LIFECYCLE: dict[str, ModuleState | None] = {
+    "initialize": ModuleState.INITIALIZING,
+    "start": ModuleState.ACTIVE,
+    "stop": ModuleState.LOADED,
+    "pause": ModuleState.PAUSED,
+    "resume": ModuleState.ACTIVE,
+    "shutdown": ModuleState.UNLOADED,
+    "health_check": None,
+    "apply_config": None,
+    "get_current_config": None,
+    "configure": None,
+}
+_MAX_TRACEBACK = 16 * 1024
+
+
+def error_frame(request_id: int, exc: BaseException) -> bytes:
+    """An ERROR frame for `exc`, with the module's traceback text (bounded)."""
+    text = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
+    return encode([Op.ERROR, request_id, type(exc).__qualname__, str(exc)[:4096], text])
+
+
+class Runtime:
+    """The module's side of the supervisor: implements `interfaces.RuntimeBridge`."""
+
+    def __init__(self, module: BaseModule, writer: FrameWriter, fd_in: int) -> None:
+        self.module = module
+        self.writer = writer
+        self.fd_in = fd_in
+        self.decoder = FrameDecoder()
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.requests: dict[int, asyncio.Future[Any]] = {}
+        self.next_request = 1
+        self.events: asyncio.Queue[tuple[str, Any, str]] = asyncio.Queue()
+        self.closed: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- RuntimeBridge (called by BaseModule) ---------------------------------------------
+    def subscribe(self, module: BaseModule, event: str) -> None:
+        self.writer.send([Op.SUBSCRIBE, event])
+
+    def emit(self, module: BaseModule, event: str, data: Any) -> None:
+        self.writer.send([Op.EMIT, event, data])
+
+    async def call_service(self, module: BaseModule, service: str, kwargs: dict[str, Any]) -> Any:
+        return await self._request("service", service, "", kwargs)
+
+    async def call_module(
+        self, module: BaseModule, target: str, method: str, kwargs: dict[str, Any]
+    ) -> Any:
+        return await self._request("module", target, method, kwargs)
+
+    async def _request(self, kind: str, target: str, method: str, kwargs: dict[str, Any]) -> Any:
+        assert self.loop is not None
+        request_id = self.next_request
+        self.next_request += 1
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.requests[request_id] = future
+        try:
+            self.writer.send([Op.REQUEST, request_id, kind, target, method, kwargs])
+            return await future
+        finally:
+            self.requests.pop(request_id, None)
+
+    # -- the loop ----------------------------------------------------------------------------
+    async def serve(self, pending: list[Any]) -> None:
+        """Run until the host closes the channel."""
+        self.loop = asyncio.get_running_loop()
+        self.closed = self.loop.create_future()
+        events_task = self.loop.create_task(self._deliver_events())
+        for message in pending:
+            self._dispatch(message)
+        self.loop.add_reader(self.fd_in, self._on_readable)
+        try:
+            await self.closed
+        finally:
+            self.loop.remove_reader(self.fd_in)
+            events_task.cancel()
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self.fd_in, 1 << 20)
+        except BlockingIOError:
+            return
+        if not data:
+            assert self.closed is not None
+            if not self.closed.done():
+                self.closed.set_result(None)
+            return
+        for message in self.decoder.feed(data):
+            self._dispatch(message)
+
+    def _dispatch(self, message: list[Any]) -> None:
+        op = message[0]
+        assert self.loop is not None
+        if op == Op.CALL:
+            _, request_id, method, kwargs = message
+            self._start(request_id, self._call(request_id, method, kwargs))
+        elif op == Op.LIFE:
+            _, request_id, operation, argument = message
+            self._start(request_id, self._lifecycle(request_id, operation, argument))
+        elif op == Op.CANCEL:
+            task = self.tasks.get(message[1])
+            if task is not None:
+                task.cancel()
+        elif op == Op.PING:
+            self.writer.send([Op.PONG, message[1]])
+        elif op == Op.EVENT:
+            _, event, data, source = message
+            self.events.put_nowait((event, data, source))
+        elif op == Op.REPLY:
+            _, request_id, ok, value = message
+            future = self.requests.get(request_id)
+            if future is not None and not future.done():
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(_remote_error(self.module.name, value))
+
+    def _start(self, request_id: int, coro: Any) -> None:
+        assert self.loop is not None
+        # Acknowledge receipt first: the host tells "slow" from "never got it" this way.
+        self.writer.send([Op.ACK, request_id])
+        task = self.loop.create_task(coro)
+        self.tasks[request_id] = task
+        task.add_done_callback(lambda _t: self.tasks.pop(request_id, None))
+
+    async def _call(self, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
+        await self._answer(request_id, self.module.call_method(method, **kwargs))
+
+    async def _lifecycle(self, request_id: int, operation: str, argument: Any) -> None:
+        if operation not in _LIFECYCLE:
+            self.writer.send_frame(
+                error_frame(request_id, ValueError(f"unknown lifecycle operation {operation!r}"))
+            )
+            return
+        if operation == "configure":
+            await self._answer(request_id, _ready(None), configure=argument)
+            return
+        target = getattr(self.module, operation)
+        result = target(argument) if operation == "apply_config" else target()
+        if inspect.isawaitable(result):
+            await self._answer(request_id, result, after=_LIFECYCLE[operation])
+        else:
+            await self._answer(request_id, _ready(result), after=_LIFECYCLE[operation])
+
+    async def _answer(
+        self,
+        request_id: int,
+        awaitable: Any,
+        after: ModuleState | None = None,
+        configure: Any = None,
+    ) -> None:
+        try:
+            result = await awaitable
+            if configure is not None:
+                result = self._configure(configure)
+            frame = encode([Op.RESULT, request_id, result])
+        except asyncio.CancelledError as exc:
+            frame = error_frame(request_id, exc)
+        except Exception as exc:  # module code: anything may come out
+            self.module.last_error = exc
+            frame = error_frame(request_id, exc)
+        except BaseException as exc:  # SystemExit/KeyboardInterrupt from module code
+            frame = error_frame(request_id, exc)
+        else:
+            if after is not None and result is not False:
+                self.module.state = after
+        self.writer.send_frame(frame)
+
+    def _configure(self, config: Any) -> dict[str, Any]:
+        # Validate against the module's own schema here, inside the sandbox: the schema is
+        # module code's output and must not be evaluated by the host (ReDoS in `pattern`).
+        checked, problem = check_config(self.module.get_config_schema(), config)
+        if problem is not None:
+            return {"ok": False, **problem}
+        if not self.module.apply_config(checked):
+            return {
+                "ok": False,
+                "path": "$",
+                "rule": "apply_config",
+                "message": "the module's apply_config() returned False",
+            }
+        return {"ok": True, "config": checked}
+
+    async def _deliver_events(self) -> None:
+        # One consumer keeps events in emission order for this module.
+        while True:
+            event, data, _source = await self.events.get()
+            for handler in self.module.handlers_for(event):
+                try:
+                    result = handler(data)
+                    if inspect.isawaitable(result):
+                        await result
+                    self.module.metrics.record_event()
+                except Exception:
+                    self.module.metrics.record_error()
+                    self.module.logger.exception("event handler for %r failed", event)
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def _remote_error(module: str, value: Any) -> Exception:
+    """Turn the host's refusal of a request into an exception inside the module."""
+    kind, message = [*value, "", ""][:2] if isinstance(value, list) else ("Error", str(value))
+    if kind == "PermissionDenied":
+        return PermissionDenied(str(message), module=module)
+    if kind == "SandboxError":
+        return SandboxError(str(message), module=module)
+    return RuntimeError(f"{kind}: {message}")
