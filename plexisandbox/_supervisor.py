@@ -155,6 +155,31 @@ class Supervisor:
         finally:
             self._modules.pop(name, None)
 
+    async def describe(self, source: Any, *, timeout: float = 20.0) -> dict[str, Any]:
+        """Import `source` in a worker confined to the baseline and return what it declares
+        (class, name, version, permissions, schema, metadata, methods, signatures, api_version,
+        subscriptions); the worker is discarded. Used by contract validation and the CLI.
+
+        Raises:
+            ModuleError: importing or instantiating the module raised.
+            WorkerCrashed, ProtocolViolation: the worker misbehaved.
+        """
+        resolved = resolve_source(source)
+        handle = ModuleHandle(
+            self,
+            check_name(resolved.default_name),
+            resolved,
+            config={},
+            grant=ModulePermissions(),
+            limits=self.default_limits,
+            restart=self.default_restart,
+            strict=self.strict,
+        )
+        with anyio.fail_after(timeout):
+            conn = await handle._spawn(handle._policy_for(ModulePermissions()))
+        await handle._close(conn)
+        return handle.description
+
     def stats(self) -> dict[str, ModuleStats]:
         """`stats()` of every module, by name."""
         return {name: handle.stats() for name, handle in self._modules.items()}

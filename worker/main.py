@@ -9,6 +9,7 @@ that the confinement the policy asks for is really in force.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import platform
@@ -59,6 +60,21 @@ def describe(module: BaseModule) -> dict[str, Any]:
             f"{type(permissions).__qualname__}"
         )
     cls = type(module)
+    signatures: dict[str, Any] = {}
+    for method in module.get_available_methods():
+        target = getattr(module, str(method), None)
+        entry: dict[str, Any] = {"exists": target is not None, "callable": callable(target)}
+        if callable(target):
+            try:
+                sig = inspect.signature(target)
+                entry["params"] = [
+                    {"name": p.name, "kind": p.kind.name, "required": p.default is p.empty}
+                    for p in sig.parameters.values()
+                ]
+                entry["is_async"] = inspect.iscoroutinefunction(target)
+            except (TypeError, ValueError):
+                entry["params"] = None
+        signatures[str(method)] = entry
     description = {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "name": str(module.name),
@@ -69,6 +85,7 @@ def describe(module: BaseModule) -> dict[str, Any]:
         "methods": list(module.get_available_methods()),
         "api_version": str(module.get_api_version()),
         "subscriptions": sorted(module._event_handlers),
+        "signatures": signatures,
     }
     encode(description)  # raises TypeError naming any value that cannot cross the boundary
     return description
