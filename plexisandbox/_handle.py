@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._events import matches
 from ._launcher import launch_worker
 from ._limits import Limits, RestartPolicy, RestartStrategy
 from ._policy import SandboxPolicy, derive_policy
@@ -58,6 +59,8 @@ class ModuleStats:
     missing_layers: tuple[str, ...]
     last_exit: ExitInfo | None
     output_lines_dropped: int
+    events_delivered: int
+    events_dropped: int
 
 
 class ModuleHandle:
@@ -101,6 +104,12 @@ class ModuleHandle:
         self._stopping = False
         self._target_state = ModuleState.LOADED
         self.subscriptions: set[str] = set()
+        #: Permissions another module must hold to call this one (Supervisor.load()).
+        self.call_requires: frozenset[str] = frozenset()
+        self.requests_in_flight = 0
+        self._events_unacked = 0
+        self.events_delivered = 0
+        self.events_dropped = 0
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -177,6 +186,7 @@ class ModuleHandle:
                 conn = await self._spawn(policy)
             self.declared, self.policy = declared, policy
             self.subscriptions.update(self.description.get("subscriptions", ()))
+            self._conn = conn  # from here on its events and requests are this module's
             result = await conn.request(Op.LIFE, "configure", self.config, _BOOT_TIMEOUT)
             if not isinstance(result, dict) or result.get("ok") is not True:
                 problem = result if isinstance(result, dict) else {}
@@ -191,9 +201,10 @@ class ModuleHandle:
                 )
             self.applied_config = result.get("config", {})
         except BaseException:
+            self._conn = None
             await self._close(conn)
             raise
-        self._conn = conn
+        self._events_unacked = 0
         self._sup._task_group.start_soon(self._watch, conn)
 
     async def _close(self, conn: WorkerConnection) -> None:
@@ -456,6 +467,45 @@ class ModuleHandle:
             self._set(ModuleState.FAILED)
             raise
 
+    # -- events ------------------------------------------------------------------------------
+    def owns(self, conn: WorkerConnection) -> bool:
+        """Whether `conn` is this module's current worker (not a probe or a replaced one)."""
+        return conn is self._conn
+
+    def held(self) -> frozenset[str]:
+        """The permissions the module may use: declared, which load() checked ⊆ granted."""
+        return self.declared.names() if self.declared is not None else frozenset()
+
+    def wants(self, event: str) -> bool:
+        """Whether the module subscribed to `event` (exactly or by a wildcard pattern)."""
+        return any(matches(pattern, event) for pattern in self.subscriptions)
+
+    def deliver_event(self, frame: bytes) -> int:
+        """Queue an encoded EVENT frame; 1 if queued, 0 if dropped (counted, logged)."""
+        conn = self._conn
+        if conn is None or not conn.alive or self._state is not ModuleState.ACTIVE:
+            self.events_dropped += 1
+            return 0
+        if self._events_unacked >= self.limits.event_queue:
+            self.events_dropped += 1
+            if self.events_dropped in (1, 10, 100) or self.events_dropped % 1000 == 0:
+                _log.warning(
+                    "module %s is not keeping up with events: %d unhandled, %d dropped so far "
+                    "(raise Limits(event_queue=) if bursts are expected)",
+                    self.name,
+                    self._events_unacked,
+                    self.events_dropped,
+                )
+            return 0
+        self._events_unacked += 1
+        self.events_delivered += 1
+        conn.send_nowait(frame)
+        return 1
+
+    def events_handled(self, count: int) -> None:
+        """The worker reports `count` more events handled: reopen the window."""
+        self._events_unacked = max(0, self._events_unacked - max(0, count))
+
     # -- introspection -----------------------------------------------------------------------
     def stats(self) -> ModuleStats:
         """A frozen snapshot: pid, state, counters, latency percentiles, last exit."""
@@ -480,6 +530,8 @@ class ModuleHandle:
             missing_layers=tuple(sorted(self.confinement.get("missing", {}))),
             last_exit=self.last_exit,
             output_lines_dropped=conn.lines_dropped if conn is not None else 0,
+            events_delivered=self.events_delivered,
+            events_dropped=self.events_dropped,
         )
 
     def __repr__(self) -> str:

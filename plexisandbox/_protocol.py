@@ -70,6 +70,7 @@ class Op(enum.IntEnum):
     STACKS_DUMP = 42  # [STACKS_DUMP, id, text]
     FATAL = 43  # [FATAL, stage, type, message, traceback] : the worker cannot go on
     ACK = 44  # [ACK, id] : a CALL/LIFE was received (progress, not completion)
+    EVENT_DONE = 45  # [EVENT_DONE, n] : n more events handled (the host's delivery window)
 
 
 # Shapes of worker->host messages: the type of each element after the Op. `object` means
@@ -89,6 +90,7 @@ WORKER_SHAPES: Final[dict[int, tuple[type, ...]]] = {
     Op.STACKS_DUMP: (int, str),
     Op.FATAL: (str, str, str, str),
     Op.ACK: (int,),
+    Op.EVENT_DONE: (int,),
 }
 
 

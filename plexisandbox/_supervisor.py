@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 import anyio
 import anyio.abc
 
+from ._events import EventBus, normalize_requirements, run_service
 from ._handle import ModuleHandle, ModuleStats
 from ._limits import Limits, RestartPolicy
 from ._policy import HostFacts
-from ._protocol import Op
+from ._protocol import Op, encode
 from ._sources import check_name, resolve_source
 from ._worker import WorkerConnection
-from .errors import SandboxError
+from .errors import PermissionDenied, SandboxError, ServiceError
 from .interfaces import ModulePermissions
 
 __all__ = ["Supervisor"]
 
 _log = logging.getLogger("plexisandbox")
+audit_log = logging.getLogger("plexisandbox.audit")
 
 
 class Supervisor:
@@ -52,6 +54,7 @@ class Supervisor:
         self.host_facts = HostFacts.detect()
         self._modules: dict[str, ModuleHandle] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self.bus = EventBus()
 
     # -- context -----------------------------------------------------------------------------
     async def __aenter__(self) -> Supervisor:
@@ -102,12 +105,14 @@ class Supervisor:
         restart: RestartPolicy | None = None,
         name: str | None = None,
         strict: bool | None = None,
+        call_requires: Any = None,
     ) -> ModuleHandle:
         """Start a worker for `source`, check its declaration against the grant, configure it.
 
         `source` is a `.py` path (optionally `path.py:Class`), `"package.module:Class"`, an
         entry point name in group `plexisandbox.modules`, or a BaseModule subclass. The module
-        is LOADED afterwards; call `start()` on the handle.
+        is LOADED afterwards; call `start()` on the handle. `call_requires` names permissions
+        or capabilities another module must hold to call this one's methods.
 
         Raises:
             PermissionDenied: the module declares permissions the grant does not give.
@@ -133,6 +138,7 @@ class Supervisor:
             restart=restart if restart is not None else self.default_restart,
             strict=self.strict if strict is None else strict,
         )
+        handle.call_requires = normalize_requirements(call_requires)
         self._modules[module_name] = handle
         try:
             await handle._load()
@@ -197,19 +203,139 @@ class Supervisor:
             return None
         return os.path.join(self.data_root, name)
 
-    # -- messages from workers ---------------------------------------------------------------
-    def _handle_of(self, conn: WorkerConnection) -> ModuleHandle | None:
-        handle = self._modules.get(conn.name)
-        return handle if handle is not None else None
+    # -- events and services -----------------------------------------------------------------
+    def on(
+        self, pattern: str, handler: Callable[..., Any], *, queue: int = 1000
+    ) -> Callable[[], None]:
+        """Subscribe the host to events matching `pattern` (wildcards allowed: `chat.*`).
 
+        `handler(data)` or `handler(event, data)`, sync or async; it runs in its own task, in
+        emission order. Its exceptions are logged and counted, never propagated. Returns a
+        function that unsubscribes.
+        """
+        return self.bus.subscribe_host(self._task_group, pattern, handler, queue)
+
+    async def emit(self, event: str, data: Any = None, *, source: str = "host") -> int:
+        """Publish `event` to every subscribed module and host handler; never blocks on them.
+
+        Returns the number of module subscribers it was queued for.
+
+        Raises:
+            TypeError: `data` cannot be carried by msgpack.
+        """
+        return self._publish(event, data, source, None)
+
+    def gate_event(self, pattern: str, requires: Any) -> None:
+        """Only modules holding `requires` (e.g. `"user_data_access"`) receive matching events."""
+        self.bus.gate(pattern, requires)
+
+    def register_service(
+        self, name: str, function: Callable[..., Any], *, requires: Any = None
+    ) -> None:
+        """Offer `function` to modules as host service `name` (`await self.host.call(name, ...)`).
+
+        Every call is checked against the module's declared (and granted) permissions and
+        audited on the `plexisandbox.audit` logger. If `function` has a `caller` parameter it
+        receives the calling module's name. Raise `ServiceError` to send a message back to the
+        module; any other exception reaches it only as "service failed".
+        """
+        self.bus.register_service(name, function, requires)
+
+    def _publish(self, event: str, data: Any, source: str, exclude: ModuleHandle | None) -> int:
+        frame = encode([Op.EVENT, event, data, source])  # encoded once for all subscribers
+        queued = 0
+        for handle in self._modules.values():
+            if handle is exclude or not handle.wants(event):
+                continue
+            if not self.bus.allowed(event, handle.declared):
+                continue
+            queued += handle.deliver_event(frame)
+        self.bus.deliver_to_host(event, data, source)
+        return queued
+
+    # -- messages from workers ---------------------------------------------------------------
     def _on_worker_message(self, conn: WorkerConnection, op: Op, message: list[Any]) -> None:
-        handle = self._handle_of(conn)
+        handle = self._modules.get(conn.name)
+        if handle is None or not handle.owns(conn):
+            # A probe worker, or one being replaced: nothing of it is relayed.
+            if op is Op.REQUEST:
+                conn.reply(message[1], False, ["ServiceError", "the module is not loaded yet"])
+            return
         if op is Op.SUBSCRIBE:
-            if handle is not None:
-                handle.subscriptions.add(message[1][:200])
+            handle.subscriptions.add(message[1][:200])
+        elif op is Op.EVENT_DONE:
+            handle.events_handled(message[1])
         elif op is Op.EMIT:
-            pass
+            try:
+                self._publish(message[1][:200], message[2], handle.name, handle)
+            except TypeError as exc:  # pragma: no cover - decoded values always re-encode
+                conn.violate(f"emitted an event that cannot be re-encoded: {exc}")
         elif op is Op.REQUEST:
-            _, request_id, kind, target, _method, _kwargs = message
-            error = SandboxError(f"no {kind} named {target[:100]!r} is registered")
-            conn.reply(request_id, False, [type(error).__name__, str(error)])
+            if handle.requests_in_flight >= handle.limits.max_in_flight:
+                conn.reply(
+                    message[1],
+                    False,
+                    ["ServiceError", f"more than {handle.limits.max_in_flight} requests in flight"],
+                )
+                return
+            handle.requests_in_flight += 1
+            self._task_group.start_soon(self._serve_request, conn, handle, message)
+
+    async def _serve_request(
+        self, conn: WorkerConnection, handle: ModuleHandle, message: list[Any]
+    ) -> None:
+        _, request_id, kind, target, method, kwargs = message
+        try:
+            with anyio.fail_after(handle.limits.call_timeout):
+                result = await self._request_result(
+                    handle, kind, target[:200], method[:200], kwargs
+                )
+            conn.reply(request_id, True, result)
+        except PermissionDenied as exc:
+            conn.reply(request_id, False, ["PermissionDenied", str(exc)])
+        except ServiceError as exc:
+            conn.reply(request_id, False, ["ServiceError", str(exc)])
+        except TimeoutError:
+            conn.reply(request_id, False, ["ServiceError", f"{kind} {target!r} timed out"])
+        except SandboxError as exc:  # from a callee module: its first line, not its traceback
+            first = str(exc.args[0] if exc.args else exc).splitlines()[0][:1000]
+            conn.reply(request_id, False, ["ServiceError", first])
+        except Exception as exc:
+            _log.exception("host service %r called by module %s failed", target, handle.name)
+            conn.reply(
+                request_id,
+                False,
+                ["ServiceError", f"host service {target!r} failed ({type(exc).__name__})"],
+            )
+        finally:
+            handle.requests_in_flight -= 1
+
+    async def _request_result(
+        self, handle: ModuleHandle, kind: str, target: str, method: str, kwargs: dict[str, Any]
+    ) -> Any:
+        held = handle.held()
+        if kind == "service":
+            service = self.bus.check_service(handle.name, target, held)
+            return await run_service(service, handle.name, kwargs)
+        if kind == "module":
+            callee = self._modules.get(target)
+            if callee is None:
+                raise ServiceError(f"no module named {target!r} is loaded", module=handle.name)
+            missing = sorted(callee.call_requires - held)
+            if missing:
+                audit_log.warning(
+                    "module=%s call=%s.%s decision=denied missing=%s",
+                    handle.name,
+                    target,
+                    method,
+                    ",".join(missing),
+                )
+                raise PermissionDenied(
+                    f"module {handle.name!r} may not call module {target!r}: it requires "
+                    f"{', '.join(missing)}",
+                    module=handle.name,
+                    missing=missing,
+                )
+            audit_log.info("module=%s call=%s.%s decision=allowed", handle.name, target, method)
+            return await callee.call(method, **kwargs)
+        raise ServiceError(f"unknown request kind {kind!r}", module=handle.name)

@@ -23,6 +23,7 @@ __all__ = [
     "PermissionDenied",
     "ProtocolViolation",
     "SandboxError",
+    "ServiceError",
     "WorkerCrashed",
 ]
 
@@ -183,6 +184,18 @@ class ContractViolation(SandboxError):
     def __init__(self, message: str, *, module: str | None, report: Any = None) -> None:
         super().__init__(message, module=module)
         self.report = report
+
+
+class ServiceError(SandboxError):
+    """Raise from a host service to send its message to the calling module.
+
+    Inside a module, a failed host-service or module-to-module call raises this. Any other
+    exception a service raises reaches the module only as "service X failed (TypeName)": the
+    host's internals (messages, tracebacks) never cross into the sandbox.
+    """
+
+    def __init__(self, message: str, *, module: str | None = None) -> None:
+        super().__init__(message, module=module)
 
 
 class ModuleUnavailable(SandboxError):

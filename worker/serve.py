@@ -17,7 +17,7 @@ from typing import Any
 
 from plexisandbox._configcheck import check_config
 from plexisandbox._protocol import FrameDecoder, Op, encode
-from plexisandbox.errors import PermissionDenied, SandboxError
+from plexisandbox.errors import PermissionDenied, SandboxError, ServiceError
 from plexisandbox.interfaces import BaseModule, ModuleState
 
 from .channel import FrameWriter
@@ -212,9 +212,15 @@ class Runtime:
         return {"ok": True, "config": checked}
 
     async def _deliver_events(self) -> None:
-        # One consumer keeps events in emission order for this module.
+        # One consumer keeps events in emission order for this module. Handled events are
+        # reported in batches: the host keeps at most Limits.event_queue unreported.
+        done = 0
         while True:
+            if done and (done >= 64 or self.events.empty()):
+                self.writer.send([Op.EVENT_DONE, done])
+                done = 0
             event, data, _source = await self.events.get()
+            done += 1
             for handler in self.module.handlers_for(event):
                 try:
                     result = handler(data)
@@ -235,6 +241,6 @@ def _remote_error(module: str, value: Any) -> Exception:
     kind, message = [*value, "", ""][:2] if isinstance(value, list) else ("Error", str(value))
     if kind == "PermissionDenied":
         return PermissionDenied(str(message), module=module)
-    if kind == "SandboxError":
-        return SandboxError(str(message), module=module)
-    return RuntimeError(f"{kind}: {message}")
+    if kind == "ServiceError":
+        return ServiceError(str(message), module=module)
+    return SandboxError(f"{kind}: {message}", module=module)
