@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck check bench demo clean
+.PHONY: install test lint typecheck check bench demo demo-console clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: $(STAMP)
 	$(PY) -m plexisandbox bench
 
 demo: $(STAMP)
+	$(PY) examples/demo.py
+
+demo-console: $(STAMP)
 	$(PY) examples/demo.py
 
 clean:

@@ -72,7 +72,11 @@ class Supervisor:
         with anyio.CancelScope(shield=True):
             await self.aclose()
         self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(exc_type, exc, tb)
+        # The body's own exception (PermissionDenied, …) must reach the caller as itself, not
+        # wrapped in an ExceptionGroup: the task group only reports its tasks' failures.
+        await self._tg.__aexit__(None, None, None)
+        self._tg = None
+        return None
 
     async def aclose(self) -> None:
         """Shut every module down (each bounded by a grace period), concurrently."""
