@@ -1,40 +1,26 @@
-# Every target works from a fresh clone: `install` makes .venv, the others depend on it.
-PYTHON ?= python3
-VENV := .venv
-PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Thin aliases for ./dev, which sets everything up from a fresh clone.
+.PHONY: install test lint typecheck check bench demo clean
 
-.PHONY: install test lint typecheck check bench demo demo-console clean
+install:
+	./dev setup
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+test:
+	./dev test
 
-install: $(STAMP)
+lint:
+	./dev lint
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+typecheck:
+	./dev typecheck
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check plexisandbox worker
+check:
+	./dev check
 
-typecheck: $(STAMP)
-	$(VENV)/bin/mypy
+bench:
+	./dev bench
 
-check: lint typecheck test
-
-bench: $(STAMP)
-	$(PY) -m plexisandbox bench
-
-demo: $(STAMP)
-	$(PY) examples/demo.py
-
-demo-console: $(STAMP)
-	$(PY) examples/demo.py
+demo:
+	./dev demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	./dev clean
