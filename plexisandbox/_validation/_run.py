@@ -1,0 +1,100 @@
+"""Host side: `validate_module()` — static checks plus `describe()` in a confined worker."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from plexisandbox._limits import Limits
+from plexisandbox._sources import resolve_source
+from plexisandbox.errors import ConfinementUnavailable, ModuleError, SandboxError
+
+from ._api import failure_report, report_for
+from ._facts import ModuleFacts, read_facts
+
+__all__ = ["validate_module"]
+
+
+def _label(source: Any, file: str | None, default: str) -> str:
+    if isinstance(source, str | os.PathLike):
+        text = os.fspath(source)
+        head, sep, _tail = text.rpartition(":")
+        return head if sep and head.endswith(".py") else text
+    if file:
+        rel = os.path.relpath(file)
+        return rel if not rel.startswith("..") else file
+    return default
+
+
+async def validate_module(
+    source: Any,
+    *,
+    supervisor: Any = None,
+    max_limits: Limits | None = None,
+    timeout: float = 20,
+) -> dict[str, Any]:
+    """Validate a module: parse its source, then import it only in a confined worker.
+
+    `source` is anything `Supervisor.load()` accepts. The worker (from `supervisor`, or a
+    temporary Supervisor) runs `describe()` under `timeout` seconds; a module whose import
+    raises, crashes its worker or overruns the deadline gets a violation, not an exception.
+    Cancellation propagates untouched (the worker is discarded by the supervisor).
+
+    Raises:
+        FileNotFoundError, ModuleNotFoundError, LookupError, TypeError: no such module.
+        ConfinementUnavailable: strict mode and the sandbox cannot be built here; the module
+            is never imported outside it.
+    """
+    resolved = resolve_source(source)
+    label = _label(source, resolved.file, resolved.label)
+    facts: ModuleFacts | None = None
+    if resolved.file is not None:
+        file = resolved.file
+        facts = await anyio.to_thread.run_sync(
+            lambda: read_facts(file, resolved.spec.get("class"), display=label)
+        )
+    if facts is not None and facts.error:
+        return await anyio.to_thread.run_sync(
+            lambda: report_for(facts, None, label=label, max_limits=max_limits)
+        )
+
+    async def describe(sup: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await sup.describe(source, timeout=timeout)
+        return result
+
+    base_limits = getattr(supervisor, "default_limits", None)
+    rule = message = ""
+    try:
+        if supervisor is not None:
+            description = await describe(supervisor)
+        else:
+            from plexisandbox._supervisor import Supervisor
+
+            async with Supervisor() as sup:
+                base_limits = sup.default_limits
+                description = await describe(sup)
+    except ConfinementUnavailable:
+        raise
+    except TimeoutError:
+        rule = "performance.import-timeout"
+        message = f"importing and describing the module took longer than {timeout:g}s"
+    except ModuleError as exc:
+        rule = "interface.import-failed"
+        message = f"the module raised {exc.remote_type} on import: {exc.remote_message}"
+    except SandboxError as exc:
+        rule = "interface.import-failed"
+        message = f"the sandboxed import failed: {exc}".splitlines()[0]
+    if rule:
+        return await anyio.to_thread.run_sync(
+            lambda: failure_report(
+                facts, label=label, rule=rule, message=message, max_limits=max_limits
+            )
+        )
+    return await anyio.to_thread.run_sync(
+        lambda: report_for(
+            facts, description, label=label, max_limits=max_limits, base_limits=base_limits
+        )
+    )
