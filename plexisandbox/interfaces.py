@@ -493,6 +493,12 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
         Raises:
             AttributeError: the method is not part of the module's API.
         """
+        return await self._invoke(method, kwargs)
+
+    async def _invoke(self, method: str, kwargs: dict[str, Any]) -> Any:
+        # Takes the arguments as a dict so that an argument called `method` cannot collide
+        # with call_method's own parameter; the worker calls this unless a module overrides
+        # call_method.
         if method not in self.get_available_methods():
             available = ", ".join(self.get_available_methods()) or "none"
             raise AttributeError(

@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from plexisandbox._configcheck import check_config
@@ -154,7 +155,11 @@ class Runtime:
         task.add_done_callback(lambda _t: self.tasks.pop(request_id, None))
 
     async def _call(self, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
-        await self._answer(request_id, self.module.call_method(method, **kwargs))
+        module = self.module
+        if type(module).call_method is BaseModule.call_method:
+            await self._answer(request_id, lambda: module._invoke(method, kwargs))
+        else:  # the module overrides the seed's call_method: honour it
+            await self._answer(request_id, lambda: module.call_method(method, **kwargs))
 
     async def _lifecycle(self, request_id: int, operation: str, argument: Any) -> None:
         if operation not in _LIFECYCLE:
@@ -163,26 +168,25 @@ class Runtime:
             )
             return
         if operation == "configure":
-            await self._answer(request_id, _ready(None), configure=argument)
+            await self._answer(request_id, lambda: _ready(self._configure(argument)))
             return
         target = getattr(self.module, operation)
-        result = target(argument) if operation == "apply_config" else target()
-        if inspect.isawaitable(result):
-            await self._answer(request_id, result, after=_LIFECYCLE[operation])
-        else:
-            await self._answer(request_id, _ready(result), after=_LIFECYCLE[operation])
+        await self._answer(
+            request_id,
+            lambda: _awaitable(target(argument) if operation == "apply_config" else target()),
+            after=_LIFECYCLE[operation],
+        )
 
     async def _answer(
         self,
         request_id: int,
-        awaitable: Any,
+        start: Callable[[], Awaitable[Any]],
         after: ModuleState | None = None,
-        configure: Any = None,
     ) -> None:
+        # `start` is called inside the try: module code raising before its first await (a bad
+        # argument, a sync lifecycle method) must still produce an ERROR frame, never silence.
         try:
-            result = await awaitable
-            if configure is not None:
-                result = self._configure(configure)
+            result = await start()
             frame = encode([Op.RESULT, request_id, result])
         except asyncio.CancelledError as exc:
             frame = error_frame(request_id, exc)
@@ -234,6 +238,10 @@ class Runtime:
 
 async def _ready(value: Any) -> Any:
     return value
+
+
+def _awaitable(value: Any) -> Awaitable[Any]:
+    return value if inspect.isawaitable(value) else _ready(value)
 
 
 def _remote_error(module: str, value: Any) -> Exception:

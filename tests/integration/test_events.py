@@ -1,0 +1,203 @@
+"""Events, host services and module-to-module calls through real workers (asyncio and trio)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from plexisandbox import Limits, Supervisor
+from plexisandbox.errors import ModuleError
+from plexisandbox.interfaces import ModuleCapability, ModulePermissions
+from tests.conftest import EXAMPLES, TEST_MODULES
+
+pytestmark = pytest.mark.anyio
+LISTENER = TEST_MODULES / "ev_listener.py"
+MESSAGING = ModulePermissions(capabilities=[ModuleCapability.MESSAGING])
+
+
+async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not await predicate():
+            await anyio.sleep(0.02)
+
+
+async def _load(sup: Supervisor, name: str, **config: Any) -> Any:
+    grant = MESSAGING if "messaging" in config.get("caps", []) else None
+    handle = await sup.load(LISTENER, name=name, config=config, grant=grant)
+    await handle.start()
+    return handle
+
+
+async def test_pub_sub_across_three_modules_and_the_host() -> None:
+    async with Supervisor() as sup:
+        mods = [await _load(sup, f"m{i}") for i in range(3)]
+        host_seen: list[tuple[str, Any]] = []
+        sup.on("listener.*", lambda event, data: host_seen.append((event, data)))
+        await sup.emit("chat.message", {"text": "hello"})
+
+        async def all_saw() -> bool:
+            seen = [await m.call("get_seen") for m in mods]
+            return all(s == [{"text": "hello"}] for s in seen)
+
+        await _until(all_saw)
+        await _until(lambda: _ready(len(host_seen) == 3))
+        assert sorted(d["module"] for _, d in host_seen) == ["listener"] * 3
+        assert {e for e, _ in host_seen} == {"listener.saw"}
+
+
+async def _ready(value: bool) -> bool:
+    return value
+
+
+async def test_only_subscribers_receive_and_wildcards_match() -> None:
+    async with Supervisor() as sup:
+        mod = await _load(sup, "sub")
+        echo = await sup.load(EXAMPLES / "echo.py")
+        await echo.start()
+        assert await sup.emit("unrelated.event", 1) == 0
+        assert await sup.emit("chat.anything.deep", 2) == 1  # fnmatch * spans dots
+        await _until(lambda: _seen_is(mod, [2]))
+        assert echo.stats().events_delivered == 0
+
+
+async def _seen_is(mod: Any, expected: list[Any]) -> bool:
+    return bool(await mod.call("get_seen") == expected)
+
+
+async def test_events_keep_emission_order() -> None:
+    async with Supervisor() as sup:
+        mod = await _load(sup, "order")
+        for i in range(200):
+            await sup.emit("chat.n", i)
+        await _until(lambda: _seen_is(mod, list(range(200))))
+
+
+async def test_raising_handler_does_not_stop_delivery(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="plexisandbox.module.raiser")
+    async with Supervisor() as sup:
+        mod = await _load(sup, "raiser")
+        await sup.emit("boom", None)
+        await sup.emit("chat.after", "still here")
+        await _until(lambda: _seen_is(mod, ["still here"]))
+        assert any("handler exploded" in r.getMessage() for r in caplog.records)
+        health = await mod.health_check()
+        assert health["metrics"]["errors"] == 1
+
+
+async def test_raising_host_handler_is_logged_and_others_still_receive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Supervisor() as sup:
+        got: list[Any] = []
+
+        def bad(data: Any) -> None:
+            raise ValueError("host handler bug")
+
+        sup.on("x", bad)
+        sup.on("x", got.append)
+        await sup.emit("x", 1)
+        await sup.emit("x", 2)
+        await _until(lambda: _ready(got == [1, 2]))
+        assert any("host handler bug" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_slow_subscriber_with_full_queue_does_not_delay_a_fast_one() -> None:
+    async with Supervisor(limits=Limits(event_queue=5)) as sup:
+        slow = await _load(sup, "slow", delay=0.5)
+        fast = await _load(sup, "fast")
+        started = time.monotonic()
+        for i in range(50):
+            await sup.emit("chat.burst", i)
+        await _until(lambda: _seen_is(fast, list(range(50))))
+        fast_time = time.monotonic() - started
+        # The slow module took 5 events into its window; the rest were dropped and counted.
+        assert slow.stats().events_dropped == 45
+        assert slow.stats().events_delivered == 5
+        assert fast.stats().events_dropped == 0
+        assert fast_time < 2.0, f"fast subscriber waited {fast_time:.2f}s behind a slow one"
+
+
+async def test_event_gate_limits_user_data_to_modules_that_declared_it() -> None:
+    async with Supervisor() as sup:
+        sup.gate_event("user.*", requires="user_data_access")
+        mod = await _load(sup, "nogate")
+        assert await sup.emit("user.login", {"user": "ann"}) == 0
+        await sup.emit("chat.ok", 1)
+        await _until(lambda: _seen_is(mod, [1]))
+
+
+async def test_service_denied_without_messaging_is_audited(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="plexisandbox.audit")
+    calls: list[Any] = []
+
+    async def send(room: str, text: str) -> bool:
+        calls.append((room, text))
+        return True
+
+    async with Supervisor() as sup:
+        sup.register_service("messages.send", send, requires=ModuleCapability.MESSAGING)
+        mod = await _load(sup, "nomsg")
+        with pytest.raises(ModuleError) as info:
+            await mod.call("send", text="hi")
+        assert info.value.remote_type == "PermissionDenied"
+        assert "messaging" in info.value.remote_message
+        assert calls == []
+        assert any(
+            "module=nomsg service=messages.send decision=denied" in r.getMessage()
+            for r in caplog.records
+        )
+
+
+async def test_service_allowed_with_messaging_gets_caller() -> None:
+    calls: list[Any] = []
+
+    async def send(room: str, text: str, caller: str) -> dict[str, Any]:
+        calls.append((caller, room, text))
+        return {"delivered": True}
+
+    async with Supervisor() as sup:
+        sup.register_service("messages.send", send, requires=ModuleCapability.MESSAGING)
+        mod = await _load(sup, "withmsg", caps=["messaging"])
+        assert await mod.call("send", text="hi") == {"delivered": True}
+        assert calls == [("withmsg", "general", "hi")]
+
+
+async def test_service_exception_does_not_leak_host_internals() -> None:
+    def send(room: str, text: str) -> None:
+        raise RuntimeError("postgres://admin:hunter2@db/prod is down")
+
+    async with Supervisor() as sup:
+        sup.register_service("messages.send", send, requires=ModuleCapability.MESSAGING)
+        mod = await _load(sup, "leak", caps=["messaging"])
+        with pytest.raises(ModuleError) as info:
+            await mod.call("send", text="hi")
+        assert info.value.remote_type == "ServiceError"
+        assert "hunter2" not in str(info.value)
+        assert "RuntimeError" in info.value.remote_message
+
+
+async def test_module_to_module_call_and_a_b_a_cycle_complete() -> None:
+    async with Supervisor() as sup:
+        a = await _load(sup, "a")
+        b = await _load(sup, "b")
+        echo = await sup.load(EXAMPLES / "echo.py")
+        await echo.start()
+        assert await a.call("call_other", target="echo", method="echo", value=[1, 2]) == [1, 2]
+        with anyio.fail_after(10):
+            assert await a.call("bounce", target="b", depth=6) == 6
+
+
+async def test_module_call_gate_requires_capability_of_caller() -> None:
+    async with Supervisor() as sup:
+        guarded = await sup.load(EXAMPLES / "echo.py", call_requires=ModuleCapability.MESSAGING)
+        await guarded.start()
+        a = await _load(sup, "plain")
+        with pytest.raises(ModuleError) as info:
+            await a.call("call_other", target="echo", method="echo", value=1)
+        assert info.value.remote_type == "PermissionDenied"
+        b = await _load(sup, "allowed", caps=["messaging"])
+        assert await b.call("call_other", target="echo", method="echo", value=1) == 1

@@ -1,0 +1,57 @@
+"""Test module: subscribes to events in __init__, records them, replies and calls services."""
+
+import asyncio
+from typing import Any
+
+from plexisandbox.interfaces import BaseModule, ModuleCapability, ModulePermissions
+
+
+class Listener(BaseModule):
+    """Records `chat.*` events in order; optionally slow; emits a reply per event."""
+
+    def __init__(self) -> None:
+        super().__init__("listener")
+        self.seen: list[Any] = []
+        self.delay = 0.0
+        self.register_event_handler("chat.*", self.on_chat)
+        self.register_event_handler("user.login", self.on_login)
+        self.register_event_handler("boom", self.on_boom)
+
+    async def initialize(self) -> bool:
+        self.delay = float(self.configuration.custom_config.get("delay", 0.0))
+        return True
+
+    def get_metadata(self) -> dict[str, Any]:
+        return {"description": "event listener for tests", "author": "tests"}
+
+    def get_required_permissions(self) -> ModulePermissions:
+        caps = self.configuration.custom_config.get("caps", [])
+        return ModulePermissions(capabilities=[ModuleCapability.parse(c) for c in caps])
+
+    async def on_chat(self, data: Any) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        self.seen.append(data)
+        self.emit_event("listener.saw", {"module": self.name, "data": data})
+
+    async def on_login(self, data: Any) -> None:
+        self.seen.append({"login": data})
+
+    def on_boom(self, data: Any) -> None:
+        raise RuntimeError("handler exploded")
+
+    async def get_seen(self) -> list[Any]:
+        return self.seen
+
+    async def send(self, text: str) -> Any:
+        return await self.host.call("messages.send", room="general", text=text)
+
+    async def call_other(self, target: str, method: str, **kwargs: Any) -> Any:
+        # An argument called `method` must not collide with call_method(method, ...).
+        return await self.host.call_module(target, method, **kwargs)
+
+    async def bounce(self, target: str, depth: int) -> int:
+        """A→B→A: call `target`.bounce back until depth reaches 0."""
+        if depth <= 0:
+            return 0
+        return 1 + await self.host.call_module(target, "bounce", target=self.name, depth=depth - 1)
