@@ -1,15 +1,36 @@
 """Worker side: apply the sandbox policy to this process, in order, before module code.
 
-PLACEHOLDER owned by the confinement work (issue 3): one module per mechanism (rlimits,
-namespaces, landlock, seccomp) behind this one `apply()`.
+The order, each step needing syscalls the next one forbids (nsjail's containProc() reads the
+same way):
+
+  0. environment from the policy's allow-list (fds, session and pdeathsig: hygiene.py, earlier)
+  1. rlimits — while still root, so nothing has to be raised later
+  2. pre-warm DNS/TLS (network declared) — needs files Landlock will close
+  3. identity: root host → mount-mask untraversable ancestors, network namespace, drop to the
+     worker's own uid (which clears every capability), re-arm the parent-death signal;
+     non-root host → user namespace, network namespace, drop the namespace's capabilities
+  4. no_new_privs — landlock_restrict_self() demands it once capabilities are gone
+  5. Landlock: read-only runtime + module folder, read-write data folder, TCP, scopes
+  6. seccomp last: after it, unshare/mount/setuid/landlock syscalls are gone
+
+The process must be single-threaded throughout: Landlock and seccomp apply to the calling
+thread (seccomp's TSYNC aside), and a thread started earlier would keep running unconfined.
+worker/main.py starts the control thread and asyncio only after GO.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
+from . import landlock, namespaces, rlimits, seccomp
+
 __all__ = ["ConfinementError", "apply"]
+
+_PR_SET_NO_NEW_PRIVS = 38
 
 
 class ConfinementError(Exception):
@@ -21,8 +42,138 @@ class ConfinementError(Exception):
         self.detail = detail
 
 
+def _prewarm(kinds: list[str]) -> None:
+    """Load what name resolution and TLS read lazily, while the files are still reachable."""
+    if "dns" in kinds:
+        import socket
+
+        try:
+            socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+        except OSError:
+            pass
+    if "tls" in kinds:
+        import ssl
+
+        ssl.create_default_context()
+
+
+def _no_new_privs() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
 def apply(policy: dict[str, Any]) -> dict[str, Any]:
-    """Apply `policy`; return the report {layers: [...], missing: {layer: why}}."""
+    """Apply `policy` (SandboxPolicy.to_wire() plus the host's "uid"); return the report
+    {layers: [...], missing: {layer: why}, ...}.
+
+    Raises:
+        ConfinementError: strict mode and a layer the policy requires could not be applied.
+    """
+    if threading.active_count() != 1:
+        raise ConfinementError("threads", "confinement must start single-threaded")
+    strict = bool(policy.get("strict", True))
+    required: set[str] = set(policy.get("layers", []))
+    layers: list[str] = []
+    missing: dict[str, str] = {}
+    notes: dict[str, Any] = {}
+
+    def step(layer: str, action: Callable[[], object]) -> bool:
+        if layer not in required:
+            return False
+        try:
+            result = action()
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            if strict:
+                raise ConfinementError(layer, detail) from exc
+            missing[layer] = detail
+            return False
+        if result is not None:
+            notes[layer] = result
+        layers.append(layer)
+        return True
+
+    def unavailable(layer: str, detail: str) -> None:
+        if layer not in required:
+            return
+        if strict:
+            raise ConfinementError(layer, detail)
+        missing[layer] = detail
+
+    # 0. Environment: exactly the policy's allow-list.
     os.environ.clear()
-    os.environ.update({k: v for k, v in policy.get("env", [])})
-    return {"layers": ["env"], "missing": {}}
+    os.environ.update({str(k): str(v) for k, v in policy.get("env", [])})
+    layers.append("env")
+    parent = os.getppid()
+
+    # 1. rlimits.
+    step("rlimits", lambda: rlimits.apply_rlimits(policy.get("rlimits", [])) or None)
+
+    # 2. Pre-warm while the filesystem is open (root still reads anything).
+    _prewarm(list(policy.get("prewarm", [])))
+
+    # 3. Identity and namespaces.
+    paths = [*policy.get("read", []), *policy.get("write", [])]
+    uid = policy.get("uid")
+    if "uid" in required:
+        if uid is None or os.geteuid() != 0:
+            unavailable("uid", "the host gave no worker uid, or the worker is not root")
+            step("netns", namespaces.enter_netns)
+        else:
+
+            def become_uid() -> object:
+                masked = namespaces.mask_untraversable(paths)
+                if "netns" in required:
+                    step("netns", namespaces.enter_netns)
+                namespaces.drop_to_uid(int(uid), int(policy.get("gid", uid)))
+                namespaces.rearm_pdeathsig(parent)
+                return {"uid": int(uid), "masked": masked} if masked else {"uid": int(uid)}
+
+            step("uid", become_uid)
+            if "netns" in required and "netns" not in layers and "netns" not in missing:
+                unavailable("netns", "not attempted: the uid layer failed first")
+    elif "userns" in required:
+
+        def userns() -> None:
+            namespaces.enter_userns()
+            if "netns" in required:
+                step("netns", namespaces.enter_netns)
+            namespaces.drop_capabilities()
+
+        step("userns", userns)
+    else:
+        step("netns", namespaces.enter_netns)
+
+    # 4. no_new_privs: no gain through exec, and the precondition of restrict_self.
+    step("no_new_privs", _no_new_privs)
+
+    # 5. Landlock.
+    if "landlock" in required:
+        abi = landlock.abi_version()
+        notes["landlock_abi"] = abi
+        if abi < 4:
+            unavailable("landlock_net", f"Landlock ABI {abi} < 4 (TCP rules need kernel 6.7)")
+        if abi < 6:
+            unavailable(
+                "landlock_scope", f"Landlock ABI {abi} < 6 (signal/abstract-unix scoping, 6.12)"
+            )
+        ok = step(
+            "landlock",
+            lambda: landlock.restrict(
+                list(policy.get("read", [])),
+                list(policy.get("write", [])),
+                tcp=str(policy.get("tcp", "deny")),
+                scope="landlock_scope" in required,
+            ),
+        )
+        if ok:
+            if abi >= 4 and "landlock_net" in required:
+                layers.append("landlock_net")
+            if abi >= 6 and "landlock_scope" in required:
+                layers.append("landlock_scope")
+
+    # 6. seccomp, last.
+    step("seccomp", lambda: seccomp.install(list(policy.get("syscalls", []))))
+
+    return {"layers": layers, "missing": missing, "notes": notes, "uid": os.getuid()}
