@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._datadir import prepare_data_dir, release_after_exit
 from ._events import matches
 from ._launcher import launch_worker
 from ._limits import Limits, RestartPolicy, RestartStrategy
@@ -130,7 +131,20 @@ class ModuleHandle:
 
     # -- loading -----------------------------------------------------------------------------
     async def _spawn(self, policy: SandboxPolicy) -> WorkerConnection:
-        launched = launch_worker(dict(policy.env))
+        # Confinement (issue 3): a machine-wide unique uid per worker when the host is root,
+        # its data folder handed to that uid (links never followed), released at exit.
+        lease = self._sup._uids.acquire() if "uid" in policy.layers else None
+        wire = policy.to_wire()
+        try:
+            if lease is not None:
+                wire["uid"] = wire["gid"] = lease.uid
+            if policy.data_dir is not None:
+                prepare_data_dir(policy.data_dir, lease.uid if lease is not None else None)
+            launched = launch_worker(dict(policy.env))
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
         conn = WorkerConnection(
             self.name,
             launched,
@@ -139,16 +153,19 @@ class ModuleHandle:
             on_message=self._sup._on_worker_message,
         )
         await self._sup._task_group.start(conn.run)
+        self._sup._task_group.start_soon(release_after_exit, conn, lease, policy, self.limits)
         boot = {
             "wire": 1,
             "module": self.name,
-            "policy": policy.to_wire(),
+            "policy": wire,
             "source": self.source.spec,
             "log_level": self._sup.log_level,
         }
         try:
             report = await conn.handshake(boot, _BOOT_TIMEOUT)
-            layers = verify_confinement(conn.pid, policy, report)
+            layers = verify_confinement(
+                conn.pid, policy, report, uid=lease.uid if lease is not None else None
+            )
             self.confinement = {"layers": tuple(layers), "missing": dict(report.get("missing", {}))}
             self.description = _check_description(self.name, await conn.go(_BOOT_TIMEOUT))
         except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -14,9 +15,10 @@ import anyio.abc
 from ._events import EventBus, normalize_requirements, run_service
 from ._handle import ModuleHandle, ModuleStats
 from ._limits import Limits, RestartPolicy
-from ._policy import HostFacts
+from ._policy import HostFacts, file_access_declared
 from ._protocol import Op, encode
 from ._sources import check_name, resolve_source
+from ._uids import UidAllocator
 from ._worker import WorkerConnection
 from .errors import PermissionDenied, SandboxError, ServiceError
 from .interfaces import ModulePermissions
@@ -52,6 +54,7 @@ class Supervisor:
         self.data_root = os.fspath(data_root) if data_root is not None else None
         self.log_level = log_level
         self.host_facts = HostFacts.detect()
+        self._uids = UidAllocator()  # one uid per live worker when root (issue 3)
         self._modules: dict[str, ModuleHandle] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.bus = EventBus()
@@ -195,17 +198,17 @@ class Supervisor:
         return {name: handle.stats() for name, handle in self._modules.items()}
 
     def data_dir_for(self, name: str, declared: ModulePermissions) -> str | None:
-        """The private data folder of a module that declared file access, else None."""
+        """The private data folder of a module that declared file access, else None.
+
+        Without `data_root=`, folders live in a per-supervisor temporary root (mode 0711:
+        workers traverse it, never list it), kept across restarts of the module.
+        """
+        if not file_access_declared(declared):
+            return None
         if self.data_root is None:
-            return None
-        if not (
-            declared.file_system_access
-            or declared.allows("file_system_access")
-            or declared.allows("file_handling")
-            or declared.allows("backup_storage")
-        ):
-            return None
-        return os.path.join(self.data_root, name)
+            self.data_root = tempfile.mkdtemp(prefix="plexisandbox-data-")
+            os.chmod(self.data_root, 0o711)
+        return os.path.join(os.path.realpath(self.data_root), name)
 
     # -- events and services -----------------------------------------------------------------
     def on(
