@@ -17,7 +17,7 @@ import traceback
 from typing import Any, NoReturn
 
 from plexisandbox._protocol import WIRE_VERSION, Op, encode
-from plexisandbox.interfaces import BaseModule
+from plexisandbox.interfaces import BaseModule, ModuleState
 
 from . import confine, hygiene
 from .channel import BlockingReader, FrameWriter
@@ -130,6 +130,9 @@ def main(args: list[str]) -> NoReturn:
     BaseModule._runtime = runtime  # so register_event_handler() in __init__ subscribes
     try:
         module = instantiate(load_class(boot["source"]))
+        # The seed's default health_check() reports self.state: from here the module is
+        # LOADED (the host's handle agrees once the config is applied).
+        module.state = ModuleState.LOADED
         runtime.module = module
         description = describe(module)
     except BaseException as exc:

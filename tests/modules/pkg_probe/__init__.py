@@ -1,0 +1,1 @@
+"""Test package: loaded as `"pkg_probe.mod:PkgModule"` and through an entry point."""

@@ -1,0 +1,3 @@
+"""A sibling module the package's module class imports."""
+
+GREETING = "hello"
