@@ -1,0 +1,29 @@
+# EXPECT: docs.class-docstring documentation
+# ruff: noqa
+"""Broken module for the validator's corpus: the class has no docstring."""
+
+from typing import Any, Dict
+
+from plexisandbox.interfaces import BaseModule, ModuleCapability, ModulePermissions
+
+
+class Broken(BaseModule):  # <- defect
+    def __init__(self, name: str = "broken", version: str = "1.0.0"):
+        super().__init__(name, version)
+
+    async def initialize(self) -> bool:
+        """Set up."""
+        return True
+
+    def get_metadata(self) -> Dict[str, Any]:
+        """Describe the module."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": "A broken module",
+            "author": "plexisandbox tests",
+        }
+
+    def get_required_permissions(self) -> ModulePermissions:
+        """Declare what the module needs."""
+        return ModulePermissions()

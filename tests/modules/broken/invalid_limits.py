@@ -1,0 +1,32 @@
+# EXPECT: performance.invalid-limits performance_constraints
+# ruff: noqa
+"""Broken module for the validator's corpus: an unknown limit name."""
+
+from typing import Any, Dict
+
+from plexisandbox.interfaces import BaseModule, ModuleCapability, ModulePermissions
+
+
+class Broken(BaseModule):
+    """A module with exactly one defect."""
+
+    def __init__(self, name: str = "broken", version: str = "1.0.0"):
+        super().__init__(name, version)
+
+    async def initialize(self) -> bool:
+        """Set up."""
+        return True
+
+    def get_metadata(self) -> Dict[str, Any]:  # <- defect
+        """Describe the module."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": "A broken module",
+            "author": "plexisandbox tests",
+            "limits": {"memory": 128},
+        }
+
+    def get_required_permissions(self) -> ModulePermissions:
+        """Declare what the module needs."""
+        return ModulePermissions()

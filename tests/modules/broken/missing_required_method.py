@@ -1,0 +1,27 @@
+# EXPECT: interface.missing-required-method interface_compliance
+# ruff: noqa
+"""Broken module for the validator's corpus: get_required_permissions() is not implemented."""
+
+from typing import Any, Dict
+
+from plexisandbox.interfaces import BaseModule, ModuleCapability, ModulePermissions
+
+
+class Broken(BaseModule):  # <- defect
+    """A module with exactly one defect."""
+
+    def __init__(self, name: str = "broken", version: str = "1.0.0"):
+        super().__init__(name, version)
+
+    async def initialize(self) -> bool:
+        """Set up."""
+        return True
+
+    def get_metadata(self) -> Dict[str, Any]:
+        """Describe the module."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": "A broken module",
+            "author": "plexisandbox tests",
+        }
