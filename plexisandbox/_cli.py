@@ -80,7 +80,7 @@ async def _run(args: argparse.Namespace) -> int:
     config: dict[str, Any] = {}
     if args.config:
         try:
-            config = json.loads(Path(args.config).read_text())
+            config = json.loads(Path(args.config).read_text())  # noqa: ASYNC240 - before any I/O
         except (OSError, ValueError) as exc:
             return _fail(f"cannot read config {args.config}: {exc}", 2)
     try:

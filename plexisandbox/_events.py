@@ -134,6 +134,12 @@ class EventBus:
 
         return unsubscribe
 
+    def close(self) -> None:
+        """End every host subscription (their consumer tasks finish)."""
+        for sub in self.host_subscriptions:
+            sub.send.close()
+        self.host_subscriptions.clear()
+
     def deliver_to_host(self, event: str, data: Any, source: str) -> None:
         for sub in self.host_subscriptions:
             if not matches(sub.pattern, event):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import inspect
 import logging
 import time
@@ -333,7 +334,7 @@ class HostServices:
     def __init__(self, module: BaseModule) -> None:
         self._module = module
 
-    async def call(self, service: str, **kwargs: Any) -> Any:
+    async def call(self, service: str, /, **kwargs: Any) -> Any:
         """Call a host service by name.
 
         Raises:
@@ -348,7 +349,7 @@ class HostServices:
             )
         return await bridge.call_service(self._module, service, kwargs)
 
-    async def call_module(self, target: str, method: str, **kwargs: Any) -> Any:
+    async def call_module(self, target: str, method: str, /, **kwargs: Any) -> Any:
         """Call another module's API method through the supervisor (permission-checked)."""
         bridge = BaseModule._runtime
         if bridge is None:
@@ -474,18 +475,7 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
 
     def get_available_methods(self) -> list[str]:
         """Public methods the module's own classes define (never the contract's methods)."""
-        names: set[str] = set()
-        for cls in type(self).__mro__:
-            if cls in (BaseModule, IModuleLifecycle, IModuleConfiguration, IModuleAPI, ABC):
-                continue
-            if cls is object:
-                continue
-            for attr, value in vars(cls).items():
-                if attr.startswith("_") or attr in _CONTRACT_METHODS:
-                    continue
-                if inspect.isfunction(value) or isinstance(value, staticmethod | classmethod):
-                    names.add(attr)
-        return sorted(names)
+        return list(_api_of(type(self)))
 
     async def call_method(self, method: str, **kwargs: Any) -> Any:
         """Call one of `get_available_methods()`; sync methods run in a thread.
@@ -499,7 +489,12 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
         # Takes the arguments as a dict so that an argument called `method` cannot collide
         # with call_method's own parameter; the worker calls this unless a module overrides
         # call_method.
-        if method not in self.get_available_methods():
+        # The default API is a property of the class: look it up without building a list.
+        if type(self).get_available_methods is BaseModule.get_available_methods:
+            allowed = method in _api_of(type(self))
+        else:
+            allowed = method in self.get_available_methods()
+        if not allowed:
             available = ", ".join(self.get_available_methods()) or "none"
             raise AttributeError(
                 f"module {self.name!r} has no API method {method!r}; available: {available}"
@@ -548,3 +543,18 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
             if pattern == event or fnmatchcase(event, pattern):
                 found.extend(handlers)
         return found
+
+
+@functools.cache
+def _api_of(cls: type) -> tuple[str, ...]:
+    """The public methods `cls` and its own bases define, minus the contract's (cached)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in (BaseModule, IModuleLifecycle, IModuleConfiguration, IModuleAPI, ABC, object):
+            continue
+        for attr, value in vars(klass).items():
+            if attr.startswith("_") or attr in _CONTRACT_METHODS:
+                continue
+            if inspect.isfunction(value) or isinstance(value, staticmethod | classmethod):
+                names.add(attr)
+    return tuple(sorted(names))

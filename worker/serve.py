@@ -148,11 +148,18 @@ class Runtime:
 
     def _start(self, request_id: int, coro: Any) -> None:
         assert self.loop is not None
-        # Acknowledge receipt first: the host tells "slow" from "never got it" this way.
-        self.writer.send([Op.ACK, request_id])
         task = self.loop.create_task(coro)
         self.tasks[request_id] = task
         task.add_done_callback(lambda _t: self.tasks.pop(request_id, None))
+        # Acknowledge receipt (the host tells "slow" from "never got it" this way) unless the
+        # answer itself goes out first: the ack runs after the task's first step, so a call
+        # that completes without waiting costs no extra frame.
+        self.loop.call_soon(self._ack, request_id)
+
+    def _ack(self, request_id: int) -> None:
+        task = self.tasks.get(request_id)
+        if task is not None and not task.done():
+            self.writer.send([Op.ACK, request_id])
 
     async def _call(self, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
         module = self.module

@@ -20,14 +20,17 @@ MESSAGING = ModulePermissions(capabilities=[ModuleCapability.MESSAGING])
 
 
 async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    # Polls module state through calls: there is no event to wait on across the boundary.
     with anyio.fail_after(timeout):
-        while not await predicate():
+        while not await predicate():  # noqa: ASYNC110
             await anyio.sleep(0.02)
 
 
 async def _load(sup: Supervisor, name: str, **config: Any) -> Any:
-    grant = MESSAGING if "messaging" in config.get("caps", []) else None
-    handle = await sup.load(LISTENER, name=name, config=config, grant=grant)
+    messenger = config.pop("caps", None) == ["messaging"]
+    source = f"{LISTENER}:{'Messenger' if messenger else 'Listener'}"
+    limits = config.pop("limits", None)
+    handle = await sup.load(source, name=name, config=config, grant=MESSAGING, limits=limits)
     await handle.start()
     return handle
 
@@ -106,8 +109,8 @@ async def test_raising_host_handler_is_logged_and_others_still_receive(
 
 
 async def test_slow_subscriber_with_full_queue_does_not_delay_a_fast_one() -> None:
-    async with Supervisor(limits=Limits(event_queue=5)) as sup:
-        slow = await _load(sup, "slow", delay=0.5)
+    async with Supervisor() as sup:
+        slow = await _load(sup, "slow", delay=0.5, limits=Limits(event_queue=5))
         fast = await _load(sup, "fast")
         started = time.monotonic()
         for i in range(50):
@@ -130,7 +133,9 @@ async def test_event_gate_limits_user_data_to_modules_that_declared_it() -> None
         await _until(lambda: _seen_is(mod, [1]))
 
 
-async def test_service_denied_without_messaging_is_audited(caplog: pytest.LogCaptureFixture) -> None:
+async def test_service_denied_without_messaging_is_audited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="plexisandbox.audit")
     calls: list[Any] = []
 
@@ -188,7 +193,8 @@ async def test_module_to_module_call_and_a_b_a_cycle_complete() -> None:
         await echo.start()
         assert await a.call("call_other", target="echo", method="echo", value=[1, 2]) == [1, 2]
         with anyio.fail_after(10):
-            assert await a.call("bounce", target="b", depth=6) == 6
+            assert await a.call("bounce", target="b", back="a", depth=6) == 6
+        assert b.stats().calls == 3  # depths 5, 3 and 1 went to b
 
 
 async def test_module_call_gate_requires_capability_of_caller() -> None:
@@ -199,5 +205,5 @@ async def test_module_call_gate_requires_capability_of_caller() -> None:
         with pytest.raises(ModuleError) as info:
             await a.call("call_other", target="echo", method="echo", value=1)
         assert info.value.remote_type == "PermissionDenied"
-        b = await _load(sup, "allowed", caps=["messaging"])
-        assert await b.call("call_other", target="echo", method="echo", value=1) == 1
+        allowed = await _load(sup, "allowed", caps=["messaging"])
+        assert await allowed.call("call_other", target="echo", method="echo", value=1) == 1

@@ -25,8 +25,7 @@ class Listener(BaseModule):
         return {"description": "event listener for tests", "author": "tests"}
 
     def get_required_permissions(self) -> ModulePermissions:
-        caps = self.configuration.custom_config.get("caps", [])
-        return ModulePermissions(capabilities=[ModuleCapability.parse(c) for c in caps])
+        return ModulePermissions()
 
     async def on_chat(self, data: Any) -> None:
         if self.delay:
@@ -50,8 +49,17 @@ class Listener(BaseModule):
         # An argument called `method` must not collide with call_method(method, ...).
         return await self.host.call_module(target, method, **kwargs)
 
-    async def bounce(self, target: str, depth: int) -> int:
-        """A→B→A: call `target`.bounce back until depth reaches 0."""
+    async def bounce(self, target: str, back: str, depth: int) -> int:
+        """A→B→A: call `target`.bounce, which calls `back`, until depth reaches 0."""
         if depth <= 0:
             return 0
-        return 1 + await self.host.call_module(target, "bounce", target=self.name, depth=depth - 1)
+        return 1 + await self.host.call_module(
+            target, "bounce", target=back, back=target, depth=depth - 1
+        )
+
+
+class Messenger(Listener):
+    """The same listener, declaring MESSAGING (so it may call messages.send)."""
+
+    def get_required_permissions(self) -> ModulePermissions:
+        return ModulePermissions(capabilities=[ModuleCapability.MESSAGING])
