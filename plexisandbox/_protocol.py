@@ -10,6 +10,7 @@ See docs/protocol.md for the handshake and the versioning rules.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import struct
 from typing import Any, Final
@@ -99,6 +100,18 @@ def _default(obj: Any) -> Any:
     # module author sees which value could not cross the boundary.
     if isinstance(obj, tuple | set | frozenset):
         return list(obj)
+    # msgpack hands us what it could not pack natively: name the real problem for the two
+    # values that *look* supported (an int beyond 64 bits, a datetime without a timezone).
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        raise TypeError(
+            f"an integer of {obj.bit_length()} bits cannot cross the sandbox boundary: msgpack "
+            f"carries integers from -2**63 to 2**64-1; send larger ones as str"
+        )
+    if isinstance(obj, datetime.datetime) and obj.tzinfo is None:
+        raise TypeError(
+            "a naive datetime.datetime (no tzinfo) cannot cross the sandbox boundary; give it "
+            "a timezone, e.g. datetime.now(timezone.utc)"
+        )
     raise TypeError(
         f"a value of type {type(obj).__module__}.{type(obj).__qualname__} cannot cross the "
         "sandbox boundary; return plain data (None, bool, int, float, str, bytes, list, dict, "
@@ -119,6 +132,11 @@ def pack_body(message: Any) -> bytes:
         return msgpack.packb(message, **_packer_opts)  # type: ignore[no-any-return]
     except OverflowError as exc:
         raise TypeError(f"an integer does not fit in 64 bits: {exc}") from exc
+    except UnicodeEncodeError as exc:
+        raise TypeError(
+            f"a str that is not valid UTF-8 ({exc.reason} at index {exc.start}) cannot cross "
+            "the sandbox boundary"
+        ) from exc
 
 
 def encode(message: Any) -> bytes:
