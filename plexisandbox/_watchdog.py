@@ -111,7 +111,10 @@ class Watchdog:
         task_status.started()
         while True:
             await anyio.sleep(self.interval)
-            self.sample_all()
+            try:
+                self.sample_all()
+            except Exception:  # a sampler bug must not take the supervisor down with it
+                _log.exception("watchdog round failed; sampling continues")
 
     def latest(self, conn: WorkerConnection | None) -> Sample | None:
         """The most recent sample of `conn`'s process, if it has been sampled."""
@@ -265,9 +268,9 @@ def folder_size(path: str) -> int | None:
     try:
         root = os.open(path, flags)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-            return None
-        raise
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            _log.warning("cannot measure data folder %s: %s", path, exc)
+        return None
     total = 0
     seen = 0
     stack = [root]
