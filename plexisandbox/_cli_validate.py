@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from ._limits import Limits
-from .errors import SandboxError
+from .errors import ConfinementUnavailable, SandboxError
 
 __all__ = ["add_parser", "run"]
 
@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(result, BaseException):
             status = 2
             first = (str(result).strip().splitlines() or [""])[0]
+            if isinstance(result, ConfinementUnavailable):
+                first += " (--best-effort describes it in a degraded sandbox; --static only parses)"
             print(
                 f"plexisandbox: error: {module}: {type(result).__name__}: {first}", file=sys.stderr
             )

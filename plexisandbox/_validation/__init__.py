@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._api import apply_description, validate_static
 from ._report import enforce, format_report, score
 from ._rules import CATEGORIES, RULES, Rule
-from ._run import validate_module
+from ._run import validate_description, validate_module
 
 __all__ = [
     "CATEGORIES",
@@ -19,6 +19,7 @@ __all__ = [
     "enforce",
     "format_report",
     "score",
+    "validate_description",
     "validate_module",
     "validate_static",
 ]

@@ -163,7 +163,9 @@ def check_api(s: Subject) -> Iterator[Item]:
                 for rule, message in _param_problems(s, name):
                     yield finding(rule, message, s.where(name))
     version = s.api_version
-    if version is not UNKNOWN and not (isinstance(version, str) and VERSION_RE.match(version)):
+    if version is not UNKNOWN and not (
+        isinstance(version, str) and len(version) <= 64 and VERSION_RE.match(version)
+    ):
         yield finding(
             "api.version-format",
             f"get_api_version() returns {version!r}, not a version string like '1.0.0'",

@@ -6,10 +6,11 @@ A rule id never changes meaning once published; a report's `rule` field is what 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CATEGORIES", "RULES", "Rule", "finding"]
+__all__ = ["CATEGORIES", "RULES", "Rule", "clean", "finding"]
 
 #: The seed's seven validation categories, in the order reports print them.
 CATEGORIES: tuple[str, ...] = (
@@ -310,13 +311,25 @@ RULES: dict[str, Rule] = {
 }
 
 
+#: Longest message kept in a report item; module-supplied text is cut to fit.
+MAX_MESSAGE = 1000
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Module-supplied text made safe for a terminal: control characters (an ANSI escape from
+    a hostile exception message) shown as `\\xNN`, length capped."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
 def finding(rule_id: str, message: str, location: str) -> dict[str, Any]:
     """One report item in the seed's shape plus `rule`, `location` and `fix`."""
     rule = RULES[rule_id]
     return {
         "severity": rule.severity,
         "category": rule.category,
-        "message": message,
+        "message": clean(message),
         "rule": rule.id,
         "location": location,
         "fix": rule.fix,

@@ -15,7 +15,7 @@ from plexisandbox.errors import ConfinementUnavailable, ModuleError, SandboxErro
 from ._api import failure_report, report_for
 from ._facts import ModuleFacts, read_facts
 
-__all__ = ["validate_module"]
+__all__ = ["validate_description", "validate_module"]
 
 
 def _label(source: Any, file: str | None, default: str) -> str:
@@ -93,6 +93,31 @@ async def validate_module(
                 facts, label=label, rule=rule, message=message, max_limits=max_limits
             )
         )
+    return await anyio.to_thread.run_sync(
+        lambda: report_for(
+            facts, description, label=label, max_limits=max_limits, base_limits=base_limits
+        )
+    )
+
+
+async def validate_description(
+    description: dict[str, Any],
+    *,
+    file: str | None,
+    label: str,
+    max_limits: Limits | None = None,
+    base_limits: Limits | None = None,
+) -> dict[str, Any]:
+    """Report for a module a worker has already described (what `Supervisor.load` holds).
+
+    `file` is `ResolvedSource.file` (parsed again for the static checks; None for a class
+    shipped by value). The checks run in a thread: the schema check may wait for its child.
+    """
+    facts = None
+    if file is not None:
+        cls = description.get("class")
+        cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else None
+        facts = await anyio.to_thread.run_sync(lambda: read_facts(file, cls_name, display=label))
     return await anyio.to_thread.run_sync(
         lambda: report_for(
             facts, description, label=label, max_limits=max_limits, base_limits=base_limits

@@ -12,7 +12,12 @@ import pytest
 
 from plexisandbox import Supervisor
 from plexisandbox._limits import Limits
-from plexisandbox._validation import _schemacheck, validate_module, validate_static
+from plexisandbox._validation import (
+    _schemacheck,
+    validate_description,
+    validate_module,
+    validate_static,
+)
 from plexisandbox.errors import ConfinementUnavailable
 from tests.conftest import EXAMPLES, ROOT, TEST_MODULES, skip_or_fail
 
@@ -171,6 +176,18 @@ async def test_hostile_suite_modules_validate_without_harming_the_host(
     report = await _validate(str(path), sup, timeout=10)
     assert {"is_valid", "score", "violations", "warnings"} <= set(report)
     assert set(os.listdir(ROOT)) == before
+
+
+async def test_description_held_by_the_supervisor_can_be_validated(sup: Supervisor) -> None:
+    path = BROKEN / "version_format.py"
+    try:
+        description = await sup.describe(str(path))
+    except ConfinementUnavailable as exc:
+        skip_or_fail(f"the sandbox is unavailable here: {exc.layer}")
+        raise
+    report = await validate_description(description, file=str(path), label="version_format")
+    assert _rules(report) == {"api.version-format"}
+    assert report["violations"][0]["location"].startswith("version_format:")
 
 
 async def test_validate_module_without_a_supervisor_uses_a_temporary_one() -> None:

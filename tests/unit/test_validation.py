@@ -341,6 +341,14 @@ def test_format_report_groups_by_category_with_locations() -> None:
     assert "\033[31m" in format_report(report, color=True)
 
 
+def test_module_supplied_text_cannot_drive_the_terminal(echo_report: dict[str, Any]) -> None:
+    report = apply_description(echo_report, _description(api_version="\x1b[2J\nforged line"))
+    text = format_report(report, color=False)
+    assert "\x1b" not in text
+    assert "forged line" in text
+    assert len(text.splitlines()) == 4  # verdict, category, item, fix
+
+
 def test_enforce_passes_a_valid_report_and_refuses_violations() -> None:
     enforce(validate_static(str(EXAMPLES / "echo.py")), module="echo")
     report = validate_static(str(BROKEN / "process_spawn.py"))
