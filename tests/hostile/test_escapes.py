@@ -1,0 +1,367 @@
+"""Hostile suite: one escape attempt per module in `modules/`, each asserted to fail — and how.
+
+Every test also asserts (in `arena`) that the supervisor still serves and the neighbour
+module beside the attempt still answers from the same worker. Runs under asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from plexisandbox.errors import ConfinementUnavailable, LimitExceeded, WorkerCrashed
+from tests.conftest import ROOT
+
+from .conftest import HOSTILE, LIMITS, arena, denied
+
+pytestmark = pytest.mark.anyio
+
+# (module, errno): the attempt raised OSError with exactly this errno. EPERM is the seccomp
+# filter's answer, EACCES Landlock's.
+SINGLE = [
+    ("fork_bomb", "EPERM"),
+    ("memfd_fill", "EPERM"),
+    ("shm_fill", "EACCES"),
+    ("inet6_connect", "EPERM"),
+    ("inet_highbits", "EPERM"),
+    ("raw_socket", "EPERM"),
+    ("packet_socket", "EPERM"),
+    ("netlink_socket", "EPERM"),
+    ("read_shadow", "EACCES"),
+    ("proc_parent_environ", "EACCES"),
+    ("proc_parent_mem", "EACCES"),
+    ("ptrace_parent", "EPERM"),
+    ("process_vm_readv_parent", "EPERM"),
+    ("kill_parent", "EPERM"),
+    ("unshare_userns", "EPERM"),
+    ("mount_tmpfs", "EPERM"),
+    ("chroot_escape", "EPERM"),
+    ("execve_sh", "EPERM"),
+    ("io_uring", "EPERM"),
+    ("bpf_load", "EPERM"),
+    ("hardlink_escape", "EPERM"),
+    ("mknod_device", "EPERM"),
+    ("tty_inject", "EPERM"),
+    ("listen_tcp", "EPERM"),
+]
+
+# (module, {step: errno}): several attempts in one module, each with its own answer.
+STEPS = [
+    ("read_host_files", {"passwd": "EACCES", "root": "EACCES", "home": "EACCES"}),
+    ("memfd_execveat", {"memfd": "EPERM", "execveat": "EPERM"}),
+    ("keyctl_keyring", {"keyctl": "EPERM", "add_key": "EPERM"}),
+    (
+        "kernel_admin",
+        {
+            "reboot": "EPERM",
+            "clock_settime": "EPERM",
+            "init_module": "EPERM",
+            "sethostname": "EPERM",
+            "perf_event_open": "EPERM",
+            "userfaultfd": "EPERM",
+        },
+    ),
+    ("sysv_shm", {"shmget": "EPERM", "msgget": "EPERM"}),
+    # clone3 and pidfd_open answer ENOSYS so libc falls back to calls the filter can inspect
+    ("clone_namespaces", {"clone_newpid": "EPERM", "clone3": "ENOSYS", "pidfd_open": "ENOSYS"}),
+    ("ctypes_setuid", {"setuid": "EPERM", "setresuid": "EPERM"}),
+    # symlink() is not in the allow-list; renaming out of the data folder is Landlock's EXDEV
+    ("symlink_escape", {"symlink": "EPERM", "rename_out": "EXDEV"}),
+]
+
+
+@pytest.mark.parametrize(("module", "errno_name"), SINGLE, ids=[m for m, _ in SINGLE])
+async def test_escape_attempt_fails_with_errno(
+    tmp_path: Path, module: str, errno_name: str
+) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt(module)
+        denied(result, errno_name)
+        if module == "fork_bomb":
+            assert result["forked"] == 0
+
+
+@pytest.mark.parametrize(("module", "steps"), STEPS, ids=[m for m, _ in STEPS])
+async def test_escape_attempt_steps_all_fail(
+    tmp_path: Path, module: str, steps: dict[str, str]
+) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt(module)
+        for step, errno_name in steps.items():
+            denied(result[step], errno_name)
+
+
+async def test_thread_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt("thread_bomb")
+        assert result["error"] == "RuntimeError", result  # "can't start new thread"
+        assert 0 < result["started"] < LIMITS.processes
+
+
+async def test_memory_bomb_gets_memory_error_from_address_space_limit(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt("memory_bomb")
+        assert result["error"] == "MemoryError", result
+        assert result["mib"] < LIMITS.address_space_mb
+
+
+async def test_cpu_spin_is_killed_by_the_cpu_rlimit(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        with pytest.raises(LimitExceeded) as info:
+            await a.attempt("cpu_spin")
+        assert info.value.limit == "cpu_seconds"
+
+
+async def test_fd_exhaustion_stops_at_the_open_files_limit(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        handle = await a.load("fd_exhaustion")
+        result = await handle.call("attempt")
+        denied(result, "EMFILE")
+        assert 0 < result["opened"] < LIMITS.open_files
+        # It closed them again and keeps working: exhaustion hurt only itself, briefly.
+        assert (await handle.call("attempt"))["errno"] == "EMFILE"
+
+
+async def test_huge_file_stops_at_the_file_size_limit(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt("huge_file")
+        denied(result, "EFBIG")  # CPython ignores SIGXFSZ, so write() fails instead
+        assert result["written"] == LIMITS.file_mb * 1024 * 1024
+
+
+async def test_disk_fill_in_data_folder_is_killed_over_quota(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        with pytest.raises(LimitExceeded) as info:
+            await a.attempt("disk_fill")
+        assert info.value.limit == "data_mb"
+
+
+async def test_inet_connect_without_network_is_refused_at_socket(tmp_path: Path) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        async with arena(tmp_path) as a:
+            result = await a.attempt("inet_connect", port=server.getsockname()[1])
+            denied(result, "EPERM")
+            assert result["error"] == "PermissionError"
+    finally:
+        server.close()
+
+
+async def test_dns_without_network_fails(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt("udp_dns")
+        assert result["ok"] is False
+        assert result["error"] == "gaierror", result
+
+
+async def test_pathname_unix_socket_to_host_service_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "service.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(path, 0o777)
+    try:
+        async with arena(tmp_path) as a:
+            denied(await a.attempt("unix_pathname", path=str(path)), "EPERM")
+    finally:
+        server.close()
+
+
+async def test_abstract_unix_socket_to_host_service_is_refused(tmp_path: Path) -> None:
+    name = f"plexisandbox-test-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind("\0" + name)
+    server.listen()
+    try:
+        async with arena(tmp_path) as a:
+            denied(await a.attempt("unix_abstract", name=name), "EPERM")
+    finally:
+        server.close()
+
+
+async def test_i386_int80_kills_the_worker_with_sigsys(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        with pytest.raises(WorkerCrashed) as info:
+            await a.attempt("int80_i386")
+        assert info.value.signal == signal.SIGSYS
+
+
+async def test_x32_syscall_kills_the_worker_with_sigsys(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        with pytest.raises(WorkerCrashed) as info:
+            await a.attempt("x32_syscall")
+        assert info.value.signal == signal.SIGSYS
+
+
+async def test_sigio_via_f_setown_never_reaches_the_supervisor(tmp_path: Path) -> None:
+    received: list[int] = []
+    previous = signal.signal(signal.SIGIO, lambda signum, frame: received.append(signum))
+    try:
+        async with arena(tmp_path) as a:
+            result = await a.attempt("sigio_parent")
+            # The kernel accepts F_SETOWN and O_ASYNC; Landlock's signal scope (and the
+            # distinct uid) stop the delivery itself.
+            assert result["setown"]["ok"] is True
+            assert result["owner"] == os.getpid()
+            await anyio.sleep(0.2)
+            assert received == []
+    finally:
+        signal.signal(signal.SIGIO, previous)
+
+
+async def test_signal_to_a_sibling_worker_is_refused(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        denied(await a.attempt("signal_sibling", pid=a.neighbour_pid), "EPERM")
+
+
+async def test_writes_outside_the_data_folder_are_refused(tmp_path: Path) -> None:
+    targets = [
+        str(ROOT / "plexisandbox-pwned"),
+        "/tmp/plexisandbox-pwned",
+        str(HOSTILE / "pwned.py"),
+        str(tmp_path / "data" / "neighbour-file"),
+        "/etc/cron.d/pwned",
+    ]
+    async with arena(tmp_path) as a:
+        result = await a.attempt("write_outside", targets=targets)
+        for target in targets:
+            denied(result[target], "EACCES")
+            assert not os.path.exists(target)
+
+
+async def test_links_planted_for_the_supervisor_are_never_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("host secret")
+    secret.chmod(0o600)
+    folder = tmp_path / "data" / "planted_link"
+    folder.mkdir(parents=True)
+    (folder / "secret-link").symlink_to(secret)
+    (folder / "root-link").symlink_to("/")
+    (folder / "shadow-link").symlink_to("/etc/shadow")
+    before = os.stat(secret)
+    async with arena(tmp_path) as a:
+        result = await a.attempt("planted_link")
+        assert result["listing"] == ["root-link", "secret-link", "shadow-link"]
+        denied(result["read_shadow_link"], "EACCES")  # Landlock: the target is outside
+        denied(result["read_dir_link"], "EACCES")
+        # The secret's own folder is not even visible: the mount mask hides the 0700 tmp dirs
+        assert result["read_file_link"]["errno"] in ("ENOENT", "EACCES")
+        # The supervisor chowned the folder to the worker's uid without following either
+        # link: the links changed owner, their targets did not.
+        after = os.stat(secret)
+        assert (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)) == (
+            before.st_uid,
+            before.st_gid,
+            0o600,
+        )
+        assert os.stat("/").st_uid == 0
+        assert os.lstat(folder / "secret-link").st_uid != 0
+
+
+async def test_inherited_descriptors_do_not_reach_the_worker(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("host secret")
+    fd = os.open(secret, os.O_RDONLY)  # no O_CLOEXEC: inheritable if anyone forgot
+    os.set_inheritable(fd, True)
+    st = os.fstat(fd)
+    try:
+        async with arena(tmp_path) as a:
+            found = await a.attempt("inherited_fds")
+            assert [st.st_dev, st.st_ino] not in [f[1:] for f in found]
+            assert len(found) <= 12, found  # stdio, the channel, asyncio's own
+    finally:
+        os.close(fd)
+
+
+async def test_host_environment_secrets_do_not_reach_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLEXISANDBOX_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
+    async with arena(tmp_path) as a:
+        env = await a.attempt("env_secrets")
+        assert set(env) <= {"PATH", "LANG", "LC_ALL", "HOME", "MALLOC_ARENA_MAX", "TMPDIR"}
+        assert "hunter2" not in env.values()
+        assert "hunter3" not in env.values()
+
+
+async def test_raising_rlimits_is_refused(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt("raise_rlimit")
+        # CPython reports EPERM from setrlimit as ValueError("not allowed to raise ...")
+        assert result["setrlimit"]["error"] == "ValueError"
+        assert result["cpu"]["error"] == "ValueError"
+        denied(result["prlimit64"], "EPERM")
+        assert result["after"] == result["limits"] == [LIMITS.open_files] * 2
+
+
+async def test_raising_rlimits_is_refused_by_the_kernel_without_seccomp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rlimit layer alone holds: the worker is not root, so the kernel refuses too."""
+    import plexisandbox._handle as handle_module
+
+    original = handle_module.derive_policy
+
+    def without_seccomp(*args: Any, **kwargs: Any) -> Any:
+        policy = original(*args, **kwargs)
+        return dataclasses.replace(
+            policy, layers=tuple(layer for layer in policy.layers if layer != "seccomp")
+        )
+
+    monkeypatch.setattr(handle_module, "derive_policy", without_seccomp)
+    async with arena(tmp_path) as a:
+        handle = await a.load("raise_rlimit")
+        assert "seccomp" not in handle.confinement["layers"]
+        result = await handle.call("attempt")
+        assert result["uid"] != 0
+        assert result["setrlimit"]["error"] == "ValueError"
+        denied(result["prlimit64"], "EPERM")
+        assert result["after"] == [LIMITS.open_files] * 2
+
+
+async def test_personality_can_only_be_queried(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt("personality_exec")
+        denied(result["set"], "EPERM")
+        assert result["query"] == {"ok": True, "value": 0}
+
+
+class _RootLease:
+    uid = 0
+
+    def release(self) -> None:
+        pass
+
+
+class _RootAllocator:
+    def acquire(self) -> _RootLease:
+        return _RootLease()
+
+
+async def test_host_does_not_take_the_workers_word_for_its_uid(tmp_path: Path) -> None:
+    """A worker "dropped" to uid 0 keeps its capabilities; /proc shows it, strict refuses."""
+    async with arena(tmp_path) as a:
+        a.sup._uids = _RootAllocator()  # type: ignore[assignment]
+        with pytest.raises(ConfinementUnavailable) as info:
+            await a.load("env_secrets")
+        assert info.value.layer == "uid"
+        assert "CapEff" in info.value.detail
+
+
+async def test_best_effort_reports_the_missing_layer(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        a.sup._uids = _RootAllocator()  # type: ignore[assignment]
+        handle = await a.load("env_secrets", strict=False)
+        assert "uid" in handle.stats().missing_layers
+        assert "uid" not in handle.confinement["layers"]
+        assert "seccomp" in handle.confinement["layers"]
