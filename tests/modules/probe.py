@@ -172,6 +172,10 @@ class Probe(BaseModule):
         self.finished_tokens.append(token)
         return token
 
+    async def hog(self, seconds: float) -> None:
+        """Blocks the worker's event loop itself (frames queue up unread meanwhile)."""
+        time.sleep(seconds)  # noqa: ASYNC251
+
     async def tokens(self) -> dict[str, list[str]]:
         return {
             "started": list(self.started_tokens),
