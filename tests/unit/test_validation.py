@@ -395,3 +395,11 @@ def test_cli_max_limit_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(_cli("--static", path, "--max-limit", "memory_mb=1024")) == 1
     assert run(_cli("--static", path, "--max-limit", "bogus=1")) == 2
     assert "FIELD=VALUE" in capsys.readouterr().err
+
+
+def test_docs_list_every_rule_with_its_weight() -> None:
+    doc = (TEST_MODULES.parent.parent / "docs" / "validation.md").read_text()
+    for rule in RULES.values():
+        row = re.search(rf"\| `{re.escape(rule.id)}` \| (\w+) \| ([\d.]+) \|", doc)
+        assert row, f"docs/validation.md does not list {rule.id}"
+        assert (row.group(1), float(row.group(2))) == (rule.severity, rule.weight)
