@@ -301,16 +301,20 @@ def _declares(perms: dict[str, Any], *names: str) -> bool:
     return any(bool(perms.get(n)) or n in caps for n in names)
 
 
-def _used(s: Subject, prefixes: tuple[str, ...]) -> Iterator[tuple[str, int]]:
-    """(name, line) of imports and calls matching `prefixes`, one per line."""
+def _used(
+    s: Subject, prefixes: tuple[str, ...], *, calls: bool = True
+) -> Iterator[tuple[str, int, str]]:
+    """(name, line, "imports"/"calls") of imports (and calls) matching `prefixes`, one per line."""
     assert s.facts is not None
     seen: set[int] = set()
-    found = [(n, ln) for n, ln in s.facts.imports] + [(n, ln) for n, ln, _, _ in s.facts.calls]
-    for name, line in sorted(found, key=lambda x: x[1]):
+    found = [(n, ln, "imports") for n, ln in s.facts.imports]
+    if calls:
+        found += [(n, ln, "calls") for n, ln, _, _ in s.facts.calls]
+    for name, line, how in sorted(found, key=lambda x: x[1]):
         hit = _matches(name, prefixes)
         if hit and line not in seen:
             seen.add(line)
-            yield hit, line
+            yield hit, line, how
 
 
 def _writes_files(call: ast.Call, name: str) -> bool:
@@ -350,19 +354,19 @@ def check_security(s: Subject) -> Iterator[Item]:
         perms, "network_access", "external_api_access", "external_api"
     )
     if perms is not None and not network:
-        for name, line in _used(s, NETWORK_MODULES):
+        for name, line, how in _used(s, NETWORK_MODULES):
             yield finding(
                 "security.undeclared-network",
-                f"uses {name} but get_required_permissions() does not declare network_access",
+                f"{how} {name} but get_required_permissions() does not declare network_access",
                 facts.where(line),
             )
-    for name, line in _used(s, PROCESS_MODULES):
+    for name, line, how in _used(s, PROCESS_MODULES):
         yield finding(
             "security.process-spawn",
-            f"uses {name}: starting processes is not allowed for modules",
+            f"{how} {name}: modules may not start processes",
             facts.where(line),
         )
-    for name, line in _used(s, NATIVE_MODULES):
+    for name, line, _how in _used(s, NATIVE_MODULES, calls=False):
         yield finding(
             "security.native-code", f"imports {name} (raw native calls)", facts.where(line)
         )

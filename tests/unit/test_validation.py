@@ -336,7 +336,7 @@ def test_format_report_groups_by_category_with_locations() -> None:
     text = format_report(report, color=False)
     assert "INVALID" in text
     assert "security_compliance" in text
-    assert re.search(r"undeclared_network\.py:\d+: uses socket", text)
+    assert re.search(r"undeclared_network\.py:\d+: imports socket", text)
     assert "\033[" not in text
     assert "\033[31m" in format_report(report, color=True)
 
