@@ -152,9 +152,11 @@ async def test_calls_pending_when_the_deadline_hits_do_not_disturb_others(
 ) -> None:
     results: dict[str, Any] = {}
 
-    async def call(token: str, seconds: float, timeout: float) -> None:
+    async def call(token: str, seconds: float, deadline: float) -> None:
         try:
-            results[token] = await probe.call("sleep", seconds=seconds, token=token, timeout=timeout)
+            results[token] = await probe.call(
+                "sleep", seconds=seconds, token=token, timeout=deadline
+            )
         except CallTimeout as exc:
             results[token] = exc
 
