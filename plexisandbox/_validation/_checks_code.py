@@ -107,6 +107,13 @@ def check_interface(s: Subject) -> Iterator[Item]:
             facts.where(1),
         )
         return
+    if facts.class_name and facts.module_class is None and s.description is None:
+        yield finding(
+            "interface.no-module-class",
+            f"no BaseModule subclass named {facts.class_name!r} in this file",
+            facts.where(1),
+        )
+        return
     concrete = [c for c in facts.candidates if c.concrete]
     if facts.class_name is None and len(concrete) > 1:
         names = ", ".join(c.name for c in concrete)

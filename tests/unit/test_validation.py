@@ -144,6 +144,12 @@ def test_class_can_be_named_with_path_colon_class() -> None:
     assert report["class"] == "BrokenToo"
 
 
+def test_naming_a_class_that_is_not_there_is_a_violation() -> None:
+    report = validate_static(f"{EXAMPLES / 'echo.py'}:Nope")
+    assert _rules(report) == {"interface.no-module-class"}
+    assert "'Nope'" in report["violations"][0]["message"]
+
+
 # -- score ----------------------------------------------------------------------------------
 def _item(rule: str) -> dict[str, Any]:
     return {"rule": rule}
