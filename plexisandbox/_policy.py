@@ -56,7 +56,7 @@ _BASE_ENV: tuple[tuple[str, str], ...] = (
     ("MALLOC_ARENA_MAX", "2"),
 )
 
-_NETWORK = ("network_access", "external_api_access")
+_NETWORK = ("network_access", "external_api_access", "external_api")
 _FILES = ("file_system_access", "file_handling", "backup_storage")
 
 # Read-only system paths every Python worker needs after confinement: shared libraries
@@ -335,8 +335,9 @@ class SandboxPolicy:
     file_access: bool = False
     #: Size cap of the data folder, bytes (host-enforced; see _datadir.watch_quota).
     data_bytes: int = 0
-    #: Brokered permissions: host services only, never kernel privileges.
-    brokered: tuple[str, ...] = ()
+    #: Brokered permissions: host services only, never kernel privileges. Informational:
+    #: not compared, so a declaration of only brokered permissions keeps the probe worker.
+    brokered: tuple[str, ...] = field(default=(), compare=False)
     extra: tuple[tuple[str, str], ...] = field(default=())
 
     def to_wire(self) -> dict[str, Any]:
