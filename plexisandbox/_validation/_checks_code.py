@@ -318,10 +318,9 @@ def _used(
     if calls:
         found += [(n, ln, "calls") for n, ln, _, _ in s.facts.calls]
     for name, line, how in sorted(found, key=lambda x: x[1]):
-        hit = _matches(name, prefixes)
-        if hit and line not in seen:
+        if _matches(name, prefixes) and line not in seen:
             seen.add(line)
-            yield hit, line, how
+            yield name, line, how
 
 
 def _writes_files(call: ast.Call, name: str) -> bool:

@@ -299,7 +299,7 @@ def read_facts(
         facts.error_line = exc.lineno or 1
         return facts
     except (OSError, ValueError, RecursionError, MemoryError) as exc:
-        facts.error = f"cannot parse the source: {type(exc).__name__}: {exc}"
+        facts.error = f"{type(exc).__name__}: {exc}"
         return facts
     facts.docstring = _docstring(tree)
     local = _classes(tree)
