@@ -1,0 +1,147 @@
+"""Hostile bytes on the channel: only the offending worker dies (asyncio and trio).
+
+The garbage module finds its channel pipe the way an attacker would and writes frames that
+break the protocol in one way each. The supervisor must kill that worker with a recorded
+`ProtocolViolation`, fail its pending call with it, and keep serving every other module.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from plexisandbox import Limits, ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
+from plexisandbox.errors import ProtocolViolation
+from plexisandbox.interfaces import ModuleState
+from tests.conftest import TEST_MODULES
+from tests.modules.garbage import GARBAGE
+
+pytestmark = pytest.mark.anyio
+PROBE = TEST_MODULES / "probe.py"
+GARBAGE_MODULE = TEST_MODULES / "garbage.py"
+MAX_FRAME = 64 * 1024  # the garbage module's frame limit; "oversized_frame" exceeds it
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll `predicate` (sync or async) until it is true; fail after `timeout` seconds."""
+    with anyio.fail_after(timeout):
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.01)
+
+
+@pytest.fixture
+async def sup() -> AsyncIterator[Supervisor]:
+    async with Supervisor(restart=RestartPolicy(strategy=RestartStrategy.TEMPORARY)) as s:
+        yield s
+
+
+@pytest.fixture
+async def neighbour(sup: Supervisor) -> ModuleHandle:
+    handle = await sup.load(PROBE, name="neighbour")
+    await handle.start()
+    return handle
+
+
+async def _still_serving(sup: Supervisor, neighbour: ModuleHandle) -> None:
+    """The neighbour answers, and the supervisor still loads and runs a new module."""
+    assert await neighbour.call("echo", value="still here", timeout=10) == "still here"
+    assert neighbour.stats().last_exit is None
+    fresh = await sup.load(PROBE, name="fresh")
+    await fresh.start()
+    assert await fresh.call("echo", value=[1, 2], timeout=10) == [1, 2]
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+async def test_garbage_frame_kills_only_the_sender(
+    sup: Supervisor, neighbour: ModuleHandle, kind: str
+) -> None:
+    bad = await sup.load(GARBAGE_MODULE, limits=Limits(max_message_bytes=MAX_FRAME))
+    await bad.start()
+    pid = bad.pid
+    # A hang here (the call's own deadline is far away) means the host kept waiting for a
+    # body or ignored the frame.
+    with anyio.fail_after(10), pytest.raises(ProtocolViolation) as info:
+        await bad.call("send", kind=kind, timeout=60)
+    fragment = GARBAGE[kind][1]
+    assert fragment in info.value.reason
+    assert info.value.module == "garbage"
+    assert "violated the wire protocol" in str(info.value)
+    await until(lambda: bad.state is ModuleState.FAILED)
+    last_exit = bad.stats().last_exit
+    assert last_exit is not None
+    assert last_exit.cause == "protocol"
+    assert fragment in last_exit.reason
+    assert bad.pid is None
+    assert pid is not None
+    await _still_serving(sup, neighbour)
+
+
+async def test_oversized_header_is_refused_before_its_body(
+    sup: Supervisor, neighbour: ModuleHandle
+) -> None:
+    bad = await sup.load(GARBAGE_MODULE, limits=Limits(max_message_bytes=MAX_FRAME))
+    await bad.start()
+    # The worker announces 2 GiB and sends nothing more: only a check on the header itself
+    # can answer this call.
+    with anyio.fail_after(10), pytest.raises(ProtocolViolation) as info:
+        await bad.call("send", kind="oversized_header", timeout=60)
+    assert f"frame of {2**31} bytes announced; the limit is {MAX_FRAME} bytes" in str(info.value)
+    await _still_serving(sup, neighbour)
+
+
+async def test_oversized_result_is_a_protocol_violation_naming_the_limit(
+    sup: Supervisor, neighbour: ModuleHandle
+) -> None:
+    probe = await sup.load(PROBE, limits=Limits(max_message_bytes=MAX_FRAME))
+    await probe.start()
+    assert await probe.call("echo", value=b"x" * (MAX_FRAME - 100)) == b"x" * (MAX_FRAME - 100)
+    with anyio.fail_after(10), pytest.raises(ProtocolViolation, match="the limit is 65536"):
+        await probe.call("echo", value=b"x" * (MAX_FRAME + 1))
+    await _still_serving(sup, neighbour)
+
+
+async def test_garbage_during_import_fails_the_load(
+    sup: Supervisor, neighbour: ModuleHandle
+) -> None:
+    with anyio.fail_after(20), pytest.raises(ProtocolViolation, match="undecodable"):
+        await sup.load(TEST_MODULES / "garbage_at_import.py")
+    assert set(sup.modules) == {"neighbour"}
+    await _still_serving(sup, neighbour)
+
+
+async def test_many_hostile_workers_at_once_leave_the_neighbour_untouched(
+    sup: Supervisor, neighbour: ModuleHandle
+) -> None:
+    kinds = ["undecodable", "ext_type", "unknown_op", "too_deep", "oversized_header"]
+    bad = []
+    for i, kind in enumerate(kinds):
+        handle = await sup.load(
+            GARBAGE_MODULE, name=f"g{i}", limits=Limits(max_message_bytes=MAX_FRAME)
+        )
+        await handle.start()
+        bad.append((handle, kind))
+
+    async def attack(handle: ModuleHandle, kind: str) -> None:
+        with pytest.raises(ProtocolViolation):
+            await handle.call("send", kind=kind, timeout=60)
+
+    async def keep_calling() -> None:
+        for i in range(200):
+            assert await neighbour.call("echo", value=i, timeout=10) == i
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_calling)
+            for handle, kind in bad:
+                tg.start_soon(attack, handle, kind)
+    await until(lambda: all(h.state is ModuleState.FAILED for h, _ in bad))
+    await _still_serving(sup, neighbour)
