@@ -254,10 +254,20 @@ class Probe(BaseModule):
             found.append("os.environ")
         if any(match(a) for a in sys.argv):
             found.append("sys.argv")
-        for obj in gc.get_objects():
-            if any(match(ref) for ref in gc.get_referents(obj)):
-                found.append(f"object of type {type(obj).__name__}")
-                break
+        # Walk everything reachable from the objects the collector tracks, including the
+        # containers it does not track (a dict holding only strings is untracked).
+        queue = gc.get_objects()
+        seen = {id(obj) for obj in queue}
+        while queue:
+            obj = queue.pop()
+            for ref in gc.get_referents(obj):
+                if type(ref) is str:
+                    if match(ref):
+                        found.append(f"in an object of type {type(obj).__name__}")
+                        return found
+                elif type(ref) in (dict, list, tuple, set, frozenset) and id(ref) not in seen:
+                    seen.add(id(ref))
+                    queue.append(ref)
         return found
 
     async def fds(self) -> dict[str, Any]:
