@@ -13,7 +13,8 @@ from typing import Any
 
 from plexisandbox._limits import Limits
 
-from ._checks_code import CODE_CHECKS
+from ._checks_behaviour import BEHAVIOUR_CHECKS
+from ._checks_contract import CONTRACT_CHECKS
 from ._checks_decl import DECL_CHECKS
 from ._facts import UNKNOWN, ModuleFacts, read_facts
 from ._report import build_report
@@ -22,7 +23,11 @@ from ._subject import Subject, build_subject
 
 __all__ = ["apply_description", "report_for", "validate_static"]
 
-_CHECKS: tuple[Callable[[Subject], Iterator[dict[str, Any]]], ...] = (*CODE_CHECKS, *DECL_CHECKS)
+_CHECKS: tuple[Callable[[Subject], Iterator[dict[str, Any]]], ...] = (
+    *CONTRACT_CHECKS,
+    *BEHAVIOUR_CHECKS,
+    *DECL_CHECKS,
+)
 
 
 def _split(path: str) -> tuple[str, str | None]:
