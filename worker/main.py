@@ -114,6 +114,10 @@ def main(args: list[str]) -> NoReturn:
 
     # 3. Confinement, while this process is still single-threaded (threads created earlier
     #    would escape Landlock and a seccomp filter without TSYNC).
+    if boot["source"].get("kind") == "pickled":
+        # dill probes for a writable temporary directory when imported: do it while the
+        # filesystem is still open (the class itself is unpickled after GO).
+        import dill  # noqa: F401
     try:
         report = confine.apply(boot["policy"])
     except confine.ConfinementError as exc:

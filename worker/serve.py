@@ -43,10 +43,20 @@ _LIFECYCLE: dict[str, ModuleState | None] = {
 _MAX_TRACEBACK = 16 * 1024
 
 
+def _safe_text(render: Callable[[], str], fallback: str) -> str:
+    # Module exceptions may define a __str__ that raises; the call must be answered anyway.
+    try:
+        return str(render())
+    except Exception:
+        return fallback
+
+
 def error_frame(request_id: int, exc: BaseException) -> bytes:
     """An ERROR frame for `exc`, with the module's traceback text (bounded)."""
-    text = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
-    return encode([Op.ERROR, request_id, type(exc).__qualname__, str(exc)[:4096], text])
+    kind = type(exc).__qualname__
+    text = _safe_text(lambda: "".join(traceback.format_exception(exc)), f"{kind} (unprintable)")
+    message = _safe_text(lambda: str(exc), f"<unprintable {kind}>")
+    return encode([Op.ERROR, request_id, kind, message[:4096], text[-_MAX_TRACEBACK:]])
 
 
 class Runtime:
@@ -150,11 +160,18 @@ class Runtime:
         assert self.loop is not None
         task = self.loop.create_task(coro)
         self.tasks[request_id] = task
-        task.add_done_callback(lambda _t: self.tasks.pop(request_id, None))
+        task.add_done_callback(lambda t: self._finished(request_id, t))
         # Acknowledge receipt (the host tells "slow" from "never got it" this way) unless the
         # answer itself goes out first: the ack runs after the task's first step, so a call
         # that completes without waiting costs no extra frame.
         self.loop.call_soon(self._ack, request_id)
+
+    def _finished(self, request_id: int, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(request_id, None)
+        # _answer() turns a cancellation into an ERROR frame, but a CANCEL that arrives in the
+        # same read as its CALL cancels the task before _answer() ever runs: answer here.
+        if task.cancelled():
+            self.writer.send_frame(error_frame(request_id, asyncio.CancelledError()))
 
     def _ack(self, request_id: int) -> None:
         task = self.tasks.get(request_id)

@@ -211,11 +211,6 @@ async def test_module_exception_arrives_with_type_message_and_traceback(
     assert await probe.call("echo", value=1) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in worker/serve.py: error_frame() calls str(exc); when that raises, no answer "
-    "is sent and the call waits for its deadline (see the report)",
-)
 async def test_exception_whose_str_raises_still_answers(probe: ModuleHandle) -> None:
     with anyio.fail_after(2), pytest.raises(ModuleError) as info:
         await probe.call("fail_broken_str", timeout=30)

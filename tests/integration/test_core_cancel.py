@@ -113,12 +113,6 @@ async def test_worker_ignoring_a_cancel_is_killed_after_the_grace(
     assert "cancel" in last_exit.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in worker/serve.py: a CANCEL that arrives before the call's task has started "
-    "cancels the task before _answer() runs, so no ERROR frame is ever sent and the host "
-    "kills the worker as unresponsive after the cancel grace (see the report)",
-)
 async def test_cancel_arriving_with_its_call_does_not_kill_the_worker(
     probe: ModuleHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -200,11 +200,6 @@ async def test_validate_module_without_a_supervisor_uses_a_temporary_one() -> No
     assert report["description"]["class"].endswith("MyModule")
 
 
-@pytest.mark.xfail(
-    reason="runtime: a class shipped by value (dill) does not load in a confined worker yet "
-    "(tempfile finds no usable temporary directory)",
-    strict=False,
-)
 async def test_class_object_defined_inline_gets_the_declared_checks(sup: Supervisor) -> None:
     from plexisandbox.interfaces import BaseModule, ModulePermissions
 
