@@ -7,6 +7,7 @@ import path `plexichat.infrastructure.modules.interfaces` get `plexisandbox.inte
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -59,6 +60,10 @@ def _pick_class(module: types.ModuleType, wanted: str | None, origin: str) -> ty
         and obj.__module__ == module.__name__
         and not inspect.isabstract(obj)
     ]
+    # A helper base defined beside the module class is not a candidate: prefer public
+    # classes, and of those the most derived.
+    found = [c for c in found if not c.__name__.startswith("_")] or found
+    found = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
     if len(found) == 1:
         return found[0]
     if not found:
@@ -70,6 +75,42 @@ def _pick_class(module: types.ModuleType, wanted: str | None, origin: str) -> ty
     raise LookupError(
         f"{origin} defines several module classes ({names}); name one as '{origin}:ClassName'"
     )
+
+
+def _import_top_level(root: str, top: str) -> None:
+    """Import the top-level package (or module) `top` from the folder `root` by its path.
+
+    Confinement grants read access to the package's own folder, not to `root` (which may be
+    the host's whole site-packages or checkout): a sys.path entry for `root` added now could
+    not even be listed, so the package is located by path and its submodules are found
+    through its `__path__`, which lies inside the readable folder.
+    """
+    if top in sys.modules:
+        return
+    package_dir = os.path.join(root, top)
+    init = os.path.join(package_dir, "__init__.py")
+    single = os.path.join(root, top + ".py")
+    if os.path.isfile(init):
+        spec = importlib.util.spec_from_file_location(
+            top, init, submodule_search_locations=[package_dir]
+        )
+    elif os.path.isfile(single):
+        spec = importlib.util.spec_from_file_location(top, single)
+    elif os.path.isdir(package_dir):  # a namespace package
+        spec = importlib.machinery.ModuleSpec(top, None, is_package=True)
+        spec.submodule_search_locations = [package_dir]
+    else:
+        raise ModuleNotFoundError(f"no module named {top!r} in {root}", name=top)
+    if spec is None:
+        raise ImportError(f"cannot load {top!r} from {root}", name=top)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        if spec.loader is not None:
+            spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(top, None)
+        raise
 
 
 def load_class(source: dict[str, Any]) -> type[BaseModule]:
@@ -91,8 +132,8 @@ def load_class(source: dict[str, Any]) -> type[BaseModule]:
         return _pick_class(module, source.get("class"), path)
     if kind == "import":
         root = source.get("root")
-        if root and root not in sys.path:
-            sys.path.insert(0, root)
+        if root:
+            _import_top_level(root, source["module"].partition(".")[0])
         module = importlib.import_module(source["module"])
         return _pick_class(module, source.get("class"), source["module"])
     if kind == "pickled":
