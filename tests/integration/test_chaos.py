@@ -1,4 +1,4 @@
-"""Chaos: random workers are SIGKILLed under load; every call is accounted for.
+"""Chaos: random workers are SIGKILLed or memory-bombed under load; every call is accounted for.
 
 Bounded: ~12 s of load. Asserts calls sent = calls answered (with the right value) + calls
 failed with a typed error, that no call hangs, and that every module is ACTIVE afterwards.
@@ -11,6 +11,7 @@ import random
 import signal
 import time
 from collections import Counter
+from typing import Any
 
 import anyio
 import pytest
@@ -43,10 +44,13 @@ async def test_random_worker_kills_under_load_lose_no_call() -> None:
     failed: Counter[str] = Counter()
     wrong: list[tuple[int, object]] = []
     kills = 0
+    bombs = 0
     async with Supervisor(watchdog_interval=0.1) as sup:
         handles = []
         for i in range(MODULES):
-            handle = await sup.load(HOG, name=f"chaos{i}", restart=policy, limits=Limits())
+            handle = await sup.load(
+                HOG, name=f"chaos{i}", restart=policy, limits=Limits(memory_mb=128)
+            )
             await handle.start()
             handles.append(handle)
         stop_at = time.monotonic() + LOAD_SECONDS
@@ -72,11 +76,28 @@ async def test_random_worker_kills_under_load_lose_no_call() -> None:
                     else:
                         wrong.append((value, result))
 
-        async def killer() -> None:
+        async def bomb(handle: Any) -> None:
+            # A memory bomb: the watchdog kills that worker; its in-flight calls fail with
+            # LimitExceeded, counted like any other call.
+            nonlocal sent, bombs
+            sent += 1
+            try:
+                await handle.call("bomb", step_mb=16, timeout=10)
+            except TYPED as exc:
+                failed[type(exc).__name__] += 1
+                bombs += isinstance(exc, LimitExceeded)
+            else:
+                wrong.append(("bomb", "answered"))
+
+        async def killer(tg: Any) -> None:
             nonlocal kills
             while time.monotonic() < stop_at - 1.0:
                 await anyio.sleep(rng.uniform(0.1, 0.4))
-                pid = rng.choice(handles).pid
+                handle = rng.choice(handles)
+                if rng.random() < 0.2:
+                    tg.start_soon(bomb, handle)
+                    continue
+                pid = handle.pid
                 if pid is not None:
                     try:
                         os.kill(pid, signal.SIGKILL)
@@ -86,7 +107,7 @@ async def test_random_worker_kills_under_load_lose_no_call() -> None:
 
         with anyio.fail_after(LOAD_SECONDS + 20):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(killer)
+                tg.start_soon(killer, tg)
                 for _ in range(CLIENTS):
                     tg.start_soon(client, rng.randrange(1 << 30))
             # Everyone recovers once the chaos stops.
@@ -97,11 +118,13 @@ async def test_random_worker_kills_under_load_lose_no_call() -> None:
         restarts = sum(h.stats().restarts for h in handles)
     print(
         f"\nchaos: sent={sent} answered={answered} failed={dict(failed)} kills={kills} "
-        f"restarts={restarts}"
+        f"restarts={restarts} bombs={bombs}"
     )
     assert not wrong, wrong[:5]
     assert sent == answered + sum(failed.values())
     assert kills >= 10
     assert answered > sent // 2
     assert failed["WorkerCrashed"] > 0
+    assert bombs > 0
+    assert failed["LimitExceeded"] >= bombs
     assert failed["CallTimeout"] == 0  # a kill is reported as a crash, never as a hang

@@ -49,7 +49,7 @@ async def _neighbour(sup: Supervisor) -> Any:
         pytest.param(Limits(threads=12), "threads", {"count": 200}, "threads", id="threads"),
         pytest.param(Limits(open_files=40), "fds", {"count": 2000}, "open_files", id="fds"),
         pytest.param(
-            Limits(cpu_percent=50, cpu_window=0.5), "spin", {"seconds": 30}, "cpu_percent", id="cpu"
+            Limits(cpu_percent=25, cpu_window=1.0), "spin", {"seconds": 30}, "cpu_percent", id="cpu"
         ),
     ],
 )
@@ -177,18 +177,18 @@ async def test_worker_holding_the_gil_fails_liveness_and_is_killed() -> None:
 
 
 async def test_busy_worker_is_alive_and_not_killed() -> None:
-    # The loop is busy for 1.5 s, far beyond ping_timeout × ping_failures, but the control
+    # The loop is busy for 2.5 s, far beyond ping_timeout × ping_failures, but the control
     # thread still answers: busy is not dead.
-    limits = Limits(ping_interval=0.1, ping_timeout=0.2, ping_failures=2, stall_timeout=10)
+    limits = Limits(ping_interval=0.1, ping_timeout=0.3, ping_failures=3, stall_timeout=10)
     async with Supervisor(watchdog_interval=FAST) as sup:
         hog = await _hog(sup, limits)
-        assert await hog.call("busy_loop", seconds=1.5, timeout=10) > 0
+        assert await hog.call("busy_loop", seconds=2.5, timeout=10) > 0
         assert hog.state is ModuleState.ACTIVE
         assert hog.stats().last_exit is None
 
 
 async def test_debug_mode_suspends_deadlines_and_health_checks() -> None:
-    limits = Limits(ping_interval=0.1, ping_timeout=0.1, ping_failures=1, stall_timeout=0.3)
+    limits = Limits(ping_interval=0.1, ping_timeout=0.3, ping_failures=3, stall_timeout=0.3)
     async with Supervisor(watchdog_interval=FAST) as sup:
         hog = await _hog(sup, limits)
         hog.debug = True
@@ -229,7 +229,7 @@ async def test_crash_loop_restarts_with_backoff_then_stays_failed_until_restart(
         ]
         assert len(pauses) == 3
         for pause, expected in zip(pauses, (0.1, 0.2, 0.4), strict=True):
-            assert expected * 0.85 <= pause <= expected * 1.5 + 0.1, pauses
+            assert expected * 0.85 <= pause <= expected * 1.5 + 0.3, pauses
         # FAILED holds: no more restarts, calls refused with a typed error.
         await anyio.sleep(0.8)
         assert mod.state is ModuleState.FAILED
@@ -298,13 +298,15 @@ async def test_shutdown_ladder_escalates_to_sigkill_for_a_worker_ignoring_sigter
         assert any("ignored SIGTERM" in r.getMessage() for r in caplog.records)
 
 
-async def test_shutdown_of_a_well_behaved_worker_is_quick_and_clean() -> None:
+async def test_shutdown_of_a_well_behaved_worker_ends_at_sigterm_and_is_clean(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with Supervisor(watchdog_interval=FAST) as sup:
         hog = await _hog(sup, Limits())
         conn = hog._conn
-        started = time.monotonic()
-        await hog.shutdown()
-        assert time.monotonic() - started < 0.8
+        with caplog.at_level(logging.WARNING, "plexisandbox"):
+            await hog.shutdown()
+        assert not any("SIGKILL" in r.getMessage() for r in caplog.records)
         assert conn is not None
         assert conn.exit_info is not None
         assert conn.exit_info.label == "clean"
