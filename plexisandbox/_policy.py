@@ -235,13 +235,25 @@ def _detect() -> HostFacts:
 
     from ._launcher import library_paths, worker_package_dir
 
+    # The interpreter, its stdlib and installed packages, and our two packages — but not
+    # every folder on the host's sys.path: that may be the host application's own checkout,
+    # with its configuration and secrets beside the code. (The worker's importer treats an
+    # unreadable sys.path entry as empty.)
+    prefixes = [
+        os.path.realpath(p)
+        for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
+    ]
+    libraries = [
+        path
+        for path in (os.path.realpath(p) for p in library_paths())
+        if os.path.basename(path) in ("site-packages", "dist-packages")
+        or any(path == p or path.startswith(p + "/") for p in prefixes)
+    ]
     candidates = [
-        sys.prefix,
-        sys.base_prefix,
-        sys.exec_prefix,
-        sys.base_exec_prefix,
+        *prefixes,
         os.path.dirname(os.path.realpath(sys.executable)),
-        *library_paths(),
+        *libraries,
+        os.path.dirname(os.path.realpath(__file__)),  # the plexisandbox package
         worker_package_dir(),
     ]
     return HostFacts(

@@ -55,7 +55,6 @@ SINGLE = [
 
 # (module, {step: errno}): several attempts in one module, each with its own answer.
 STEPS = [
-    ("read_host_files", {"passwd": "EACCES", "root": "EACCES", "home": "EACCES"}),
     ("memfd_execveat", {"memfd": "EPERM", "execveat": "EPERM"}),
     ("keyctl_keyring", {"keyctl": "EPERM", "add_key": "EPERM"}),
     (
@@ -97,6 +96,13 @@ async def test_escape_attempt_steps_all_fail(
         result = await a.attempt(module)
         for step, errno_name in steps.items():
             denied(result[step], errno_name)
+
+
+async def test_host_files_and_the_host_application_are_unreadable(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        result = await a.attempt("read_host_files", app_file=str(ROOT / "pyproject.toml"))
+        for step in ("passwd", "root", "home", "app"):
+            denied(result[step], "EACCES")
 
 
 async def test_thread_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Hostile module: Read host files a module has no business with: /etc/passwd, /root."""
+"""Hostile module: Read host files a module has no business with: /etc/passwd, /root, the
+host application's own checkout (its configuration and secrets)."""
 
 import os
 
@@ -8,7 +9,8 @@ from _hostile import Hostile, data_dir, libc, outcome, syscall_outcome  # noqa: 
 class ReadHostFiles(Hostile):
     """Read host files a module has no business with: /etc/passwd, /root."""
 
-    def attempt(self):
+    def attempt(self, app_file="/nonexistent"):
         return {"passwd": outcome(lambda: open("/etc/passwd").read()),
+                "app": outcome(lambda: open(app_file).read()),
                 "root": outcome(lambda: os.listdir("/root")),
                 "home": outcome(lambda: os.listdir("/home"))}
