@@ -281,6 +281,29 @@ async def test_calls_while_restarting_get_module_unavailable() -> None:
         await _until(lambda: hog.state is ModuleState.ACTIVE)
 
 
+async def test_operator_action_during_backoff_wins_over_the_automatic_restart() -> None:
+    policy = RestartPolicy(backoff_initial=0.6, jitter=0.0)
+    async with Supervisor(watchdog_interval=FAST) as sup:
+        hog = await _hog(sup, Limits(), restart=policy)
+        with pytest.raises(WorkerCrashed):
+            await hog.call("crash")
+        await _until(lambda: hog.state is ModuleState.ERROR)
+        await hog.restart()  # the operator is faster than the backoff
+        pid = hog.pid
+        await anyio.sleep(1.0)  # the backoff has expired meanwhile
+        assert hog.state is ModuleState.ACTIVE
+        assert hog.pid == pid
+        assert hog.stats().restarts == 1
+
+        with pytest.raises(WorkerCrashed):
+            await hog.call("crash")
+        await _until(lambda: hog.state is ModuleState.ERROR)
+        await hog.shutdown()
+        await anyio.sleep(1.0)
+        assert hog.state is ModuleState.UNLOADED
+        assert hog.pid is None
+
+
 # -- shutdown ladder -------------------------------------------------------------------------
 async def test_shutdown_ladder_escalates_to_sigkill_for_a_worker_ignoring_sigterm(
     caplog: pytest.LogCaptureFixture,
