@@ -1,0 +1,118 @@
+"""Cost of confinement: worker start-up and call round trip, confined vs unconfined, one run.
+
+    .venv/bin/python benchmarks/confinement_cost.py [--starts 20] [--calls 2000] [--backend asyncio]
+
+"confined" is the default strict policy (rlimits, own uid + mount mask, network namespace,
+no_new_privs, Landlock, seccomp). "unconfined" is the same policy with every layer switched
+off (strict=False, layers=()), so both runs share the same launcher, handshake and channel:
+the difference is the confinement alone. Start-up = `load()` + `start()` of the echo module
+(a fresh interpreter, the handshake, confinement, host verification, import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from plexisandbox import Supervisor  # noqa: E402
+from plexisandbox._handle import ModuleHandle  # noqa: E402
+from plexisandbox._policy import SandboxPolicy  # noqa: E402
+from plexisandbox.interfaces import ModulePermissions  # noqa: E402
+
+ECHO = ROOT / "examples" / "modules" / "echo.py"
+_confined_policy_for = ModuleHandle._policy_for
+
+
+def _unconfined_policy_for(self: ModuleHandle, declared: ModulePermissions) -> SandboxPolicy:
+    policy = _confined_policy_for(self, declared)
+    return dataclasses.replace(policy, layers=(), strict=False)
+
+
+def _ms(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+async def _measure(starts: int, calls: int) -> dict[str, Any]:
+    startup: list[float] = []
+    rtt: list[float] = []
+    layers: tuple[str, ...] = ()
+    async with Supervisor() as sup:
+        for i in range(starts):
+            began = time.perf_counter()
+            handle = await sup.load(ECHO, name=f"echo{i}")
+            await handle.start()
+            startup.append(time.perf_counter() - began)
+            layers = tuple(handle.confinement["layers"])
+            if i == 0:
+                for _ in range(100):  # warm-up
+                    await handle.call("echo", value="x")
+                for _ in range(calls):
+                    began = time.perf_counter()
+                    await handle.call("echo", value="x")
+                    rtt.append(time.perf_counter() - began)
+            await sup.unload(handle.name)
+    return {
+        "layers": layers,
+        "start_median_ms": statistics.median(startup) * 1000,
+        "start_p90_ms": _ms(startup, 0.9),
+        "rtt_median_us": statistics.median(rtt) * 1e6,
+        "rtt_p99_us": _ms(rtt, 0.99) * 1000,
+    }
+
+
+async def _run(starts: int, calls: int) -> None:
+    # Interleaved rounds (A B B A) so that warm-up, caches and CPU frequency favour neither.
+    samples: dict[str, list[dict[str, Any]]] = {"unconfined": [], "confined": []}
+    variants = {"unconfined": _unconfined_policy_for, "confined": _confined_policy_for}
+    for label in ("unconfined", "confined", "confined", "unconfined"):
+        ModuleHandle._policy_for = variants[label]  # type: ignore[method-assign]
+        samples[label].append(await _measure(starts // 2 or 1, calls // 2 or 1))
+    ModuleHandle._policy_for = _confined_policy_for  # type: ignore[method-assign]
+    results = {
+        label: {
+            key: (runs[0][key] if key == "layers" else statistics.mean(r[key] for r in runs))
+            for key in runs[0]
+        }
+        for label, runs in samples.items()
+    }
+    print(f"{'':12}{'start median':>14}{'start p90':>12}{'call median':>14}{'call p99':>12}")
+    for label, r in results.items():
+        print(
+            f"{label:12}{r['start_median_ms']:11.1f} ms{r['start_p90_ms']:9.1f} ms"
+            f"{r['rtt_median_us']:11.0f} µs{r['rtt_p99_us']:9.0f} µs"
+        )
+    c, u = results["confined"], results["unconfined"]
+    print(
+        f"cost of confinement: +{c['start_median_ms'] - u['start_median_ms']:.1f} ms per start "
+        f"(median), {c['rtt_median_us'] - u['rtt_median_us']:+.0f} µs per call (median)"
+    )
+    print(f"confined layers: {', '.join(c['layers'])}")
+    print(f"unconfined layers: {', '.join(u['layers']) or '(none)'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    args = parser.parse_args()
+    print(
+        f"backend {args.backend}, {args.starts} starts and {args.calls} calls per variant "
+        "(two interleaved rounds each)"
+    )
+    anyio.run(_run, args.starts, args.calls, backend=args.backend)
+
+
+if __name__ == "__main__":
+    main()
