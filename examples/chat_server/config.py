@@ -42,6 +42,8 @@ class ModuleSpec:
     limits: Limits = field(default_factory=Limits)
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     enabled: bool = True
+    #: Check the module against the seed's contracts before running it (Supervisor.load()).
+    validate: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class ServerConfig:
             where = f"[[module]] #{index + 1}"
             _only(
                 entry,
-                {"name", "path", "config", "grant", "limits", "restart", "enabled"},
+                {"name", "path", "config", "grant", "limits", "restart", "enabled", "validate"},
                 where,
             )
             name = entry.get("name")
@@ -178,6 +180,7 @@ class ServerConfig:
                         RestartPolicy, defaults.get("restart", {}), entry.get("restart", {}), where
                     ),
                     enabled=bool(entry.get("enabled", True)),
+                    validate=bool(entry.get("validate", True)),
                 )
             )
         return cls(

@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from plexisandbox import ModuleHandle, Supervisor
 from plexisandbox.errors import (
     CallTimeout,
+    ContractViolation,
     ModuleError,
     ModuleUnavailable,
     PermissionDenied,
@@ -86,7 +87,8 @@ class ModuleEntry:
 
     spec: ModuleSpec
     handle: ModuleHandle | None = None
-    #: Without a handle: REFUSED (declares more than granted), LOAD_ERROR, UNLOADED, DISABLED.
+    #: Without a handle: REFUSED (declares more than granted), INVALID (contract validation),
+    #: LOAD_ERROR, UNLOADED, DISABLED.
     status: str = "UNLOADED"
     error: str | None = None
     missing: tuple[str, ...] = ()
@@ -167,6 +169,9 @@ class ChatServer:
             # The private data folder of a module that may declare file access.
             (self.config.data_root / name).mkdir(parents=True, exist_ok=True)
         entry.error, entry.missing = None, ()
+        options: dict[str, Any] = {}
+        if not spec.validate:
+            options["validate"] = False
         try:
             handle = await sup.load(
                 spec.path,
@@ -175,12 +180,18 @@ class ChatServer:
                 grant=spec.grant,
                 limits=spec.limits,
                 restart=spec.restart,
+                **options,
             )
+        except ContractViolation as exc:
+            entry.status, entry.handle = "INVALID", None
+            entry.error = " ".join(line.strip() for line in str(exc).splitlines()[:3])[:500]
+            _log.error("module %s refused by contract validation: %s", name, exc)
+            return entry
         except PermissionDenied as exc:
             entry.status, entry.handle = "REFUSED", None
             entry.missing = tuple(getattr(exc, "missing", ()) or ())
-            entry.error = str(exc).splitlines()[0]
-            _log.warning("module %s refused: %s", name, entry.error)
+            entry.error = f"declares {', '.join(entry.missing)}, which is not granted"
+            _log.warning("module %s refused: %s", name, str(exc).splitlines()[0])
             try:  # what it declares, for the admin panel (read in a baseline-confined worker)
                 described = await sup.describe(spec.path)
                 entry.declared = ModulePermissions.from_dict(described["permissions"])
@@ -391,10 +402,12 @@ class ChatServer:
         bonus = result.get("bonus", 0)
         if isinstance(bonus, int) and bonus:
             shown += f" {'+' if bonus > 0 else '-'} {abs(bonus)}"
+        if len(rolls) > 1 or bonus:
+            shown += f" = {total}"
         self._post(
             client.room,
             "dice",
-            f"🎲 {client.user} rolled {spec[:40]}: {shown} = {total}",
+            f"{client.user} rolled {spec[:40]}: {shown}",
             extra={"result": {"rolls": rolls[:50], "total": total}},
         )
 
@@ -412,7 +425,7 @@ class ChatServer:
             f"{t.get('user')} ({t.get('messages')})" for t in top[:5] if isinstance(t, dict)
         )
         text = (
-            f"📊 {summary.get('total')} messages in all, {summary.get('room_total')} in "
+            f"{summary.get('total')} messages in all, {summary.get('room_total')} in "
             f"#{client.room}. Most talkative: {people or 'nobody yet'}."
         )
         client.deliver(
@@ -520,6 +533,7 @@ class ChatServer:
                 "period": spec.restart.period,
             },
             "actions": _actions(handle),
+            "contract": None,
         }
         if handle is None:
             row["confinement"] = {"layers": [], "missing": {}}
@@ -527,6 +541,13 @@ class ChatServer:
             return row
         stats = handle.stats()
         last = stats.last_exit
+        report = getattr(handle, "validation", None)
+        if isinstance(report, dict):
+            row["contract"] = {
+                "score": report.get("score"),
+                "violations": len(report.get("violations", ())),
+                "warnings": len(report.get("warnings", ())),
+            }
         row.update(
             {
                 "description": str(handle.description.get("metadata", {}).get("description", ""))[

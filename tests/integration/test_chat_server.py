@@ -191,7 +191,8 @@ def _roll_answers(ann: Chat, bob: Chat) -> None:
     assert answer["type"] == "bot", answer
     assert len(answer["result"]["rolls"]) == 2
     assert 2 <= answer["result"]["total"] <= 12
-    assert answer["text"].startswith("🎲 ann rolled 2d6: ")
+    rolls = answer["result"]["rolls"]
+    assert answer["text"] == f"ann rolled 2d6: {rolls[0]} + {rolls[1]} = {sum(rolls)}"
     seen_by_bob = bob.expect(lambda m: m["type"] == "bot" and m["module"] == "dice")
     assert seen_by_bob["id"] == answer["id"]
     error = ann.roll("banana")
@@ -299,8 +300,9 @@ def _hostile(server: ChatServerProcess, eve: Chat) -> None:
     assert outcomes, "the hostile module never reported its attempts"
     for attempt, outcome in outcomes.items():
         assert server.token not in outcome, f"{attempt} leaked the admin token"
-        if attempt.startswith("read /proc/") or attempt == "read /etc/shadow":
+        if attempt.startswith("read "):  # /proc/<server>/environ, /etc/shadow, the config
             assert outcome.startswith("refused"), (attempt, outcome)
+    assert any(a.endswith("chat_server.toml") for a in outcomes), outcomes
     assert outcomes["post to chat"].startswith("refused: PermissionDenied")
     assert outcomes["fork bomb"].startswith("0 children forked"), outcomes["fork bomb"]
     assert not any(m.get("module") == "hostile" for m in eve.seen)

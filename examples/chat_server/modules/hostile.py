@@ -130,9 +130,12 @@ class Hostile(BaseModule):
     def _fork_bomb(self, max_forks: int) -> str:
         children = 0
         outcome = "no error"
+        # A plain `os.fork()` is caught before loading by the supervisor's static contract
+        # check; hostile code hides the call. The sandbox does not care how it is spelled.
+        spawn = getattr(os, "".join(("fo", "rk")))
         for _ in range(max_forks):
             try:
-                pid = os.fork()
+                pid = spawn()
             except OSError as exc:
                 outcome = f"{type(exc).__name__}: {exc.strerror}"
                 break

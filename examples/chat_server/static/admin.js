@@ -73,6 +73,10 @@ function render(data) {
     const name = el("td");
     name.appendChild(el("strong", "", row.name));
     name.appendChild(el("div", "hint", row.description || row.path));
+    if (row.contract) {
+      const c = row.contract;
+      name.appendChild(el("div", "hint", `contract ${c.score}/100 · ${c.warnings} warning(s)`));
+    }
     const state = el("td");
     state.appendChild(el("span", `state ${row.state}`, row.state));
     if (row.pid) state.appendChild(el("div", "hint", `pid ${row.pid}`));
@@ -100,7 +104,7 @@ function render(data) {
     card.append(el("b", "", value), el("span", "", label));
     return card;
   }));
-  $("probe-list").replaceChildren(...data.probes.slice().reverse().map((p) =>
+  $("probe-list").replaceChildren(...data.probes.slice(-16).reverse().map((p) =>
     el("li", "", `${new Date(p.ts * 1000).toLocaleTimeString()} · ${p.module} · ${p.attempt}: ${p.outcome}`)));
   if (!data.probes.length) $("probe-list").appendChild(el("li", "hint", "nothing yet"));
 }
