@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
+from plexisandbox._verify import read_status
 from plexisandbox.errors import ConfinementUnavailable, LimitExceeded, WorkerCrashed
 from tests.conftest import ROOT
 
@@ -371,3 +372,20 @@ async def test_best_effort_reports_the_missing_layer(tmp_path: Path) -> None:
         assert "uid" in handle.stats().missing_layers
         assert "uid" not in handle.confinement["layers"]
         assert "seccomp" in handle.confinement["layers"]
+
+
+async def test_user_namespace_path_confines_a_non_root_host(tmp_path: Path) -> None:
+    """The non-root code path (user namespace instead of a uid), exercised here by telling
+    policy derivation the host is not root: /proc confirms every layer all the same."""
+    async with arena(tmp_path) as a:
+        a.sup.host_facts = dataclasses.replace(a.sup.host_facts, is_root=False)
+        handle = await a.load("ctypes_setuid")
+        assert "userns" in handle.confinement["layers"]
+        assert "uid" not in handle.confinement["layers"]
+        result = await handle.call("attempt")
+        denied(result["setuid"], "EPERM")
+        assert handle.pid is not None
+        status = read_status(handle.pid)
+        assert int(status["CapEff"], 16) == 0
+        assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2")
+        assert os.readlink(f"/proc/{handle.pid}/ns/user") != os.readlink("/proc/self/ns/user")
