@@ -347,7 +347,8 @@ def seed_path() -> Iterator[None]:
         yield
     finally:
         for name in set(sys.modules) - before:
-            del sys.modules[name]
+            if name == "plexichat" or name.startswith("plexichat."):
+                del sys.modules[name]
 
 
 def run_snippet(name: str, *, in_class: bool = False, **extra: Any) -> dict[str, Any]:
