@@ -4,7 +4,8 @@ One task samples all workers on an interval (`Supervisor(watchdog_interval=)`, 1
 default). A sample is a handful of cheap /proc reads taken under `Process.oneshot()`: RSS,
 CPU times, threads and open descriptors, about 70 µs per worker all told, so 100 workers
 cost about 0.7 % of one core (benchmarks/watchdog_cost.py). USS (`memory_full_info`, which
-walks smaps_rollup, ~190 µs) and the data folder's size are read at a slower cadence.
+walks smaps_rollup, ~190 µs) is read at a slower cadence. (The data folder's size,
+`Limits.data_mb`, is watched by `_datadir.release_after_exit`, which walks it with openat2.)
 
 A breach kills the worker's whole process group (`WorkerConnection.kill`) with a
 `LimitExceeded(module, limit, observed, threshold)` that every pending call receives and
@@ -21,10 +22,7 @@ check, so its author can sit in a debugger; hard limits (memory, threads, fds) s
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import stat
 import time
 import weakref
 from collections import deque
@@ -48,8 +46,6 @@ __all__ = ["Sample", "Watchdog", "capture_stacks_shared", "supervise_health"]
 _log = logging.getLogger("plexisandbox.watchdog")
 _MIB = 1024 * 1024
 _FULL_EVERY = 30  # USS (memory_full_info: ~190 µs, it walks smaps) every N samples
-_DATA_EVERY = 20  # data-folder size every N samples
-_DATA_MAX_ENTRIES = 100_000  # stop walking a data folder after this many entries
 _STACKS_FRESH = 1.0  # seconds a captured stack dump is reused by concurrent timeouts
 
 
@@ -66,19 +62,17 @@ class Sample:
     cpu_percent: float | None
     threads: int
     open_fds: int
-    data_bytes: int | None
 
 
 class _Track:
     """Per-worker sampler state."""
 
-    __slots__ = ("cpu", "data_bytes", "proc", "ticks", "uss")
+    __slots__ = ("cpu", "proc", "ticks", "uss")
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
         self.cpu: deque[tuple[float, float]] = deque()
         self.uss: int | None = None
-        self.data_bytes: int | None = None
         self.ticks = 0
 
 
@@ -155,9 +149,6 @@ class Watchdog:
                 track.uss = proc.memory_full_info().uss
             except psutil.AccessDenied:
                 track.uss = None
-        data_dir = handle.policy.data_dir if handle.policy is not None else None
-        if data_dir is not None and track.ticks % _DATA_EVERY == 0:
-            track.data_bytes = folder_size(data_dir)
         track.ticks += 1
         cpu = times.user + times.system
         window = handle.limits.cpu_window
@@ -167,7 +158,7 @@ class Watchdog:
             track.cpu.popleft()
         base_at, base_cpu = track.cpu[0]
         percent = (cpu - base_cpu) / (now - base_at) * 100 if now > base_at else None
-        return Sample(now, rss, track.uss, cpu, percent, threads, fds, track.data_bytes)
+        return Sample(now, rss, track.uss, cpu, percent, threads, fds)
 
     def _enforce(self, handle: ModuleHandle, conn: WorkerConnection, sample: Sample) -> None:
         breach = check_limits(handle.limits, sample, self._tracks[conn], debug=handle.debug)
@@ -228,15 +219,6 @@ def check_limits(
             limits.cpu_seconds,
             f"{cpu:g} CPU seconds used > {limits.cpu_seconds}; raise Limits(cpu_seconds=...)",
         )
-    if sample.data_bytes is not None and sample.data_bytes > limits.data_mb * _MIB:
-        data_mb = round(sample.data_bytes / _MIB, 1)
-        return (
-            "data_mb",
-            data_mb,
-            limits.data_mb,
-            f"data folder holds {data_mb:g} MiB > {limits.data_mb} MiB; raise "
-            "Limits(data_mb=...) or have the module clean up",
-        )
     if (
         not debug
         and limits.cpu_percent > 0
@@ -255,48 +237,6 @@ def check_limits(
             "raise Limits(cpu_percent=...) or move heavy work off the module",
         )
     return None
-
-
-def folder_size(path: str) -> int | None:
-    """Bytes held by regular files beneath `path`, never following a symlink.
-
-    The folder belongs to a (hostile) module: every directory is opened relative to its
-    parent with O_NOFOLLOW, so a link planted in it cannot send the walk elsewhere (to `/`,
-    or around a loop). The walk stops after `_DATA_MAX_ENTRIES` entries.
-    """
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        root = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-            _log.warning("cannot measure data folder %s: %s", path, exc)
-        return None
-    total = 0
-    seen = 0
-    stack = [root]
-    try:
-        while stack and seen < _DATA_MAX_ENTRIES:
-            fd = stack.pop()
-            try:
-                with os.scandir(fd) as entries:
-                    for entry in entries:
-                        seen += 1
-                        st = entry.stat(follow_symlinks=False)
-                        if stat.S_ISREG(st.st_mode):
-                            total += st.st_blocks * 512
-                        elif stat.S_ISDIR(st.st_mode):
-                            try:
-                                stack.append(os.open(entry.name, flags, dir_fd=fd))
-                            except OSError:
-                                pass  # replaced meanwhile (by a link, say): skip it
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-    finally:
-        for fd in stack:
-            os.close(fd)
-    return total
 
 
 # -- stacks ----------------------------------------------------------------------------------

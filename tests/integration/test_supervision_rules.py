@@ -1,22 +1,20 @@
-"""Supervision rules without processes: exit classification, limit checks, data-folder
-measurement, Prometheus rendering. (Kept next to the integration tests they back up.)"""
+"""Supervision rules without processes: exit classification, limit checks, Prometheus
+rendering. (Kept next to the integration tests they back up.)"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import signal
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plexisandbox import Limits, ModuleStats
 from plexisandbox._metrics import metrics_text
-from plexisandbox._watchdog import Sample, _Track, check_limits, folder_size
+from plexisandbox._watchdog import Sample, _Track, check_limits
 from plexisandbox._worker import ExitInfo
 from plexisandbox.interfaces import ModuleState
 
@@ -68,7 +66,6 @@ def _sample(**kw: Any) -> Sample:
         "cpu_percent": 10.0,
         "threads": 3,
         "open_fds": 10,
-        "data_bytes": None,
     }
     base.update(kw)
     return Sample(**base)
@@ -88,16 +85,13 @@ def _covered(window: float) -> _Track:
         (_sample(threads=17), "threads"),
         (_sample(open_fds=32), "open_files"),  # all of RLIMIT_NOFILE in use
         (_sample(cpu_seconds=61.0), "cpu_seconds"),
-        (_sample(data_bytes=9 * MIB), "data_mb"),
         (_sample(cpu_percent=80.0), "cpu_percent"),
     ],
 )
 def test_check_limits_names_the_limit_with_observed_and_threshold(
     sample: Sample, limit: str
 ) -> None:
-    limits = Limits(
-        memory_mb=64, threads=16, open_files=32, cpu_seconds=60, data_mb=8, cpu_percent=50
-    )
+    limits = Limits(memory_mb=64, threads=16, open_files=32, cpu_seconds=60, cpu_percent=50)
     breach = check_limits(limits, sample, _covered(limits.cpu_window))
     assert breach is not None
     name, observed, threshold, hint = breach
@@ -126,25 +120,6 @@ def test_cpu_percent_waits_for_a_full_window_and_is_off_in_debug_mode() -> None:
 def test_health_limits_are_never_unlimited(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Limits(**{field: 0})
-
-
-def test_folder_size_counts_files_and_never_follows_links(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    (data / "sub" / "deeper").mkdir(parents=True)
-    (data / "a.bin").write_bytes(b"\x01" * 100_000)
-    (data / "sub" / "deeper" / "b.bin").write_bytes(b"\x01" * 50_000)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "big.bin").write_bytes(b"\x01" * 1_000_000)
-    (data / "link-to-outside").symlink_to(outside)
-    (data / "sub" / "link-to-file").symlink_to(outside / "big.bin")
-    (data / "sub" / "loop").symlink_to(data)
-    size = folder_size(str(data))
-    assert size is not None
-    assert 150_000 <= size < 400_000
-    assert folder_size(str(tmp_path / "missing")) is None
-    os.symlink(outside, tmp_path / "data-link")
-    assert folder_size(str(tmp_path / "data-link")) is None  # the root itself is a link
 
 
 def _stats(name: str, **kw: Any) -> ModuleStats:
