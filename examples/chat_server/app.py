@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from starlette.applications import Starlette
@@ -109,6 +110,11 @@ def create_app(
         return JSONResponse({"ok": True})
 
     async def websocket(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != ws.headers.get("host"):
+            # Another web site's page in the user's browser: no cross-site chatting.
+            await ws.close(code=1008)
+            return
         await ws.accept()
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](_CLIENT_QUEUE)
         client = Client(send)

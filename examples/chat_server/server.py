@@ -420,12 +420,15 @@ class ChatServer:
         if not isinstance(summary, dict):
             client.deliver({"type": "error", "text": "stats: the module answered nonsense"})
             return
-        top = summary.get("top") if isinstance(summary.get("top"), list) else []
+        top = summary.get("top")
+        if not isinstance(top, list):
+            top = []
+        total, room_total = _count(summary.get("total")), _count(summary.get("room_total"))
         people = ", ".join(
             f"{t.get('user')} ({t.get('messages')})" for t in top[:5] if isinstance(t, dict)
         )
         text = (
-            f"{summary.get('total')} messages in all, {summary.get('room_total')} in "
+            f"{total} messages in all, {room_total} in "
             f"#{client.room}. Most talkative: {people or 'nobody yet'}."
         )
         client.deliver(
@@ -434,10 +437,7 @@ class ChatServer:
                 "module": "stats",
                 "room": client.room,
                 "text": text[:500],
-                "stats": {
-                    "total": summary.get("total"),
-                    "room_total": summary.get("room_total"),
-                },
+                "stats": {"total": total, "room_total": room_total},
                 "ts": time.time(),
             }
         )
@@ -653,6 +653,10 @@ def _unavailable(module: str, exc: SandboxError) -> str:
     if isinstance(exc, CallTimeout):
         return f"{module}: no answer in time"
     return f"{module}: the module is unavailable right now ({type(exc).__name__})"
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _check_verdict(verdict: Any) -> dict[str, str]:

@@ -8,6 +8,7 @@ in-process under both anyio backends (Starlette's TestClient), at the end of thi
 from __future__ import annotations
 
 import dataclasses
+import http.server
 import json
 import os
 import re
@@ -34,7 +35,13 @@ _READY = re.compile(r"serving on (http://\S+/)")
 class ChatServerProcess:
     """`python -m examples.chat_server --port 0` with a fresh data folder and admin token."""
 
-    def __init__(self, data_root: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_root: Path,
+        *,
+        env: dict[str, str] | None = None,
+        config: Path | None = None,
+    ) -> None:
         self.token = secrets.token_urlsafe(24)
         self.data_root = data_root
         self.lines: list[str] = []
@@ -47,8 +54,11 @@ class ChatServerProcess:
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
+        args = ["--port", "0", "--log-level", "warning"]
+        if config is not None:
+            args += ["--config", str(config)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "examples.chat_server", "--port", "0", "--log-level", "warning"],
+            [sys.executable, "-m", "examples.chat_server", *args],
             cwd=ROOT,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -370,6 +380,52 @@ def test_api_modules_and_metrics_answer_without_a_browser(server: ChatServerProc
     assert 'plexisandbox_module_calls_total{module="dice"}' in metrics.text
     assert 'plexichat_module_up{module="linkpreview"} 0' in metrics.text
     assert re.search(r"^plexichat_messages_total \d+$", metrics.text, re.M)
+
+
+def test_linkpreview_allowed_by_its_grant_fetches_a_title(tmp_path: Path) -> None:
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><head><title>Plexi &amp; friends</title></head></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    modules = ROOT / "examples" / "chat_server" / "modules"
+    config = tmp_path / "chat.toml"
+    config.write_text(
+        f"""
+[server]
+rooms = ["general"]
+[[module]]
+name = "linkpreview"
+path = "{modules / "linkpreview.py"}"
+grant = ["messaging", "network_access"]
+[[module]]
+name = "wordfilter"
+path = "{modules / "wordfilter.py"}"
+"""
+    )
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    proc = ChatServerProcess(tmp_path / "data", config=config)
+    try:
+        proc.wait_ready()
+        row = proc.modules()["linkpreview"]
+        assert row["state"] == "ACTIVE"
+        assert "netns" not in row["confinement"]["layers"]  # network declared and granted
+        with Chat(proc, "gil") as gil:
+            gil.say(f"look at http://127.0.0.1:{web.server_address[1]}/page")
+            preview = gil.expect(lambda m: m["type"] == "bot" and m["module"] == "linkpreview")
+        assert preview["text"] == "Link: Plexi & friends"
+    finally:
+        proc.stop()
+        web.shutdown()
+        web.server_close()
 
 
 # -- start-up and shutdown ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 class LinkPreview(BaseModule):
-    """Posts `🔗 <title>` for the first link in a message."""
+    """Posts `Link: <title>` for the first link in a message."""
 
     def __init__(self, name: str = "linkpreview", version: str = "1.0.0"):
         super().__init__(name, version)
@@ -55,7 +55,7 @@ class LinkPreview(BaseModule):
         title = await self.title(url=match.group(0))
         if title:
             await self.host.call(
-                "messages.send", room=data.get("room", "general"), text=f"🔗 {title}"
+                "messages.send", room=data.get("room", "general"), text=f"Link: {title}"
             )
 
     async def title(self, url: str) -> str | None:
