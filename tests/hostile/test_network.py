@@ -33,6 +33,7 @@ async def test_declared_and_granted_network_resolves_and_connects(tmp_path: Path
             assert "netns" not in handle.confinement["layers"]
             result = await handle.call("fetch", host="localhost", port=port)
             assert result == {"address": "127.0.0.1", "line": "hello from the host\n"}
+            assert await handle.call("tls_trust_store") > 0
             # Network is TCP/UDP only: raw sockets stay refused.
             denied(await handle.call("raw_socket"), "EPERM")
         tg.cancel_scope.cancel()
@@ -42,7 +43,7 @@ async def test_declared_but_not_granted_network_is_refused_at_load(tmp_path: Pat
     require_confinement()
     async with Supervisor(data_root=tmp_path) as sup:
         with pytest.raises(PermissionDenied) as info:
-            await sup.load(HOSTILE / "net_client.py", grant=ModulePermissions())
+            await sup.load(HOSTILE / "net_client.py", grant=ModulePermissions(), validate=False)
         assert info.value.missing == ("network_access",)
         assert sup.modules == {}
 

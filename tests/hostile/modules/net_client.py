@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import ssl
 
 from _hostile import Hostile, outcome
 
@@ -23,3 +24,7 @@ class NetClient(Hostile):
 
     def raw_socket(self):
         return outcome(lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+
+    def tls_trust_store(self):
+        """A fresh TLS context after lockdown still finds the system's CA certificates."""
+        return ssl.create_default_context().cert_store_stats()["x509_ca"]
