@@ -50,7 +50,6 @@ ROOM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
 # Module names the chat core calls for its hooks and commands.
 FILTER, DICE, STATS = "wordfilter", "dice", "stats"
 ADMIN_ACTIONS = ("pause", "resume", "restart", "unload", "load")
-_FILE_PERMS = ("file_system_access", "file_handling", "backup_storage")
 
 
 class Client:
@@ -149,7 +148,6 @@ class ChatServer:
         )
         sup.register_service("rooms.list", self._service_rooms)
         sup.register_service("probes.report", self._service_probe)
-        self.config.data_root.mkdir(parents=True, exist_ok=True)
         async with anyio.create_task_group() as tg:
             for entry in self.entries.values():
                 if entry.spec.enabled:
@@ -165,9 +163,6 @@ class ChatServer:
         sup = self._supervisor()
         entry = self.entries[name]
         spec = entry.spec
-        if spec.grant.names() & set(_FILE_PERMS):
-            # The private data folder of a module that may declare file access.
-            (self.config.data_root / name).mkdir(parents=True, exist_ok=True)
         entry.error, entry.missing = None, ()
         options: dict[str, Any] = {}
         if not spec.validate:
