@@ -225,6 +225,33 @@ async def test_sigio_via_f_setown_never_reaches_the_supervisor(tmp_path: Path) -
         signal.signal(signal.SIGIO, previous)
 
 
+@pytest.mark.parametrize("scoped", [True, False], ids=["scoped", "control-without-scope"])
+async def test_sigio_is_stopped_by_landlock_scope_even_for_the_same_uid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scoped: bool
+) -> None:
+    """In the user-namespace path the worker keeps the host's uid, so the kernel's own SIGIO
+    permission check (same uid) lets the signal through: Landlock's signal scope alone stops
+    it. The control run, without the scope layer, shows the attack is real and seen here."""
+    if not scoped:
+        _drop_layer(monkeypatch, "landlock_scope")
+    received: list[int] = []
+    previous = signal.signal(signal.SIGIO, lambda signum, frame: received.append(signum))
+    try:
+        async with arena(tmp_path) as a:
+            a.sup.host_facts = dataclasses.replace(a.sup.host_facts, is_root=False)
+            handle = await a.load("sigio_parent")
+            assert ("landlock_scope" in handle.confinement["layers"]) is scoped
+            assert handle.pid is not None
+            assert read_status(handle.pid)["Uid"].split()[0] == str(os.getuid())
+            result = await handle.call("attempt")
+            assert result["setown"]["ok"] is True
+            assert result["async"]["ok"] is True
+            await anyio.sleep(0.2)
+            assert (received == []) is scoped
+    finally:
+        signal.signal(signal.SIGIO, previous)
+
+
 async def test_signal_to_a_sibling_worker_is_refused(tmp_path: Path) -> None:
     async with arena(tmp_path) as a:
         denied(await a.attempt("signal_sibling", pid=a.neighbour_pid), "EPERM")
@@ -315,17 +342,7 @@ async def test_raising_rlimits_is_refused_by_the_kernel_without_seccomp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rlimit layer alone holds: the worker is not root, so the kernel refuses too."""
-    import plexisandbox._handle as handle_module
-
-    original = handle_module.derive_policy
-
-    def without_seccomp(*args: Any, **kwargs: Any) -> Any:
-        policy = original(*args, **kwargs)
-        return dataclasses.replace(
-            policy, layers=tuple(layer for layer in policy.layers if layer != "seccomp")
-        )
-
-    monkeypatch.setattr(handle_module, "derive_policy", without_seccomp)
+    _drop_layer(monkeypatch, "seccomp")
     async with arena(tmp_path) as a:
         handle = await a.load("raise_rlimit")
         assert "seccomp" not in handle.confinement["layers"]
@@ -341,6 +358,19 @@ async def test_personality_can_only_be_queried(tmp_path: Path) -> None:
         result = await a.attempt("personality_exec")
         denied(result["set"], "EPERM")
         assert result["query"] == {"ok": True, "value": 0}
+
+
+def _drop_layer(monkeypatch: pytest.MonkeyPatch, layer: str) -> None:
+    """Derive policies without one layer, to test the others alone."""
+    import plexisandbox._handle as handle_module
+
+    original = handle_module.derive_policy
+
+    def without(*args: Any, **kwargs: Any) -> Any:
+        policy = original(*args, **kwargs)
+        return dataclasses.replace(policy, layers=tuple(x for x in policy.layers if x != layer))
+
+    monkeypatch.setattr(handle_module, "derive_policy", without)
 
 
 class _RootLease:
