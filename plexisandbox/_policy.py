@@ -13,7 +13,6 @@ host-side helpers, which are imported lazily).
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -350,7 +349,6 @@ class SandboxPolicy:
     #: Brokered permissions: host services only, never kernel privileges. Informational:
     #: not compared, so a declaration of only brokered permissions keeps the probe worker.
     brokered: tuple[str, ...] = field(default=(), compare=False)
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     def to_wire(self) -> dict[str, Any]:
         """Plain msgpack-able data for the worker's `confine.apply()`."""
@@ -678,6 +676,3 @@ def derive_policy(
         data_bytes=limits.data_mb * mib if writable else 0,
         brokered=tuple(brokered),
     )
-
-
-ERRNOS = {"EPERM": errno.EPERM, "ENOSYS": errno.ENOSYS}
