@@ -419,3 +419,18 @@ async def test_user_namespace_path_confines_a_non_root_host(tmp_path: Path) -> N
         assert int(status["CapEff"], 16) == 0
         assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2")
         assert os.readlink(f"/proc/{handle.pid}/ns/user") != os.readlink("/proc/self/ns/user")
+
+
+async def test_every_worker_runs_under_its_own_unprivileged_uid(tmp_path: Path) -> None:
+    async with arena(tmp_path) as a:
+        if "uid" not in a.neighbour.confinement["layers"]:
+            pytest.skip("host is not root: workers get a user namespace instead")
+        other = await a.load("env_secrets")
+        uids = set()
+        for handle in (a.neighbour, other):
+            assert handle.pid is not None
+            status = read_status(handle.pid)
+            assert len(set(status["Uid"].split())) == 1
+            uids.add(int(status["Uid"].split()[0]))
+        assert len(uids) == 2
+        assert 0 not in uids

@@ -219,3 +219,19 @@ def test_host_facts_detect_uses_real_paths() -> None:
     for path in facts.runtime_paths:
         assert os.path.realpath(path) == path
     assert HostFacts.detect() is facts
+
+
+def test_uid_leases_are_unique_across_allocators_until_released(tmp_path: object) -> None:
+    from plexisandbox._uids import UidAllocator
+
+    first, second = UidAllocator(str(tmp_path)), UidAllocator(str(tmp_path))
+    second._next = first._next  # both start at the same candidate: the lock must decide
+    lease = first.acquire()
+    other = second.acquire()
+    assert other.uid != lease.uid
+    lease.release()
+    second._next = lease.uid - 1_610_000_000
+    again = second.acquire()
+    assert again.uid == lease.uid
+    again.release()
+    other.release()
