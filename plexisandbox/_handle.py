@@ -20,6 +20,7 @@ from ._protocol import Op
 from ._sources import ResolvedSource
 from ._states import check_transition
 from ._verify import verify_confinement
+from ._watchdog import capture_stacks_shared, supervise_health
 from ._worker import ExitInfo, WorkerConnection
 from .errors import (
     CallTimeout,
@@ -62,6 +63,21 @@ class ModuleStats:
     output_lines_dropped: int
     events_delivered: int
     events_dropped: int
+    #: The watchdog's latest reading of the running worker (None before the first sample or
+    #: while no worker runs): resident and unique memory, CPU time and percent of one core
+    #: over `Limits.cpu_window`, threads, open descriptors.
+    rss_bytes: int | None = None
+    uss_bytes: int | None = None
+    cpu_seconds: float | None = None
+    cpu_percent: float | None = None
+    threads: int | None = None
+    open_fds: int | None = None
+    #: `ExitInfo.label` of the last worker exit: clean, module_error, signal:SIGKILL,
+    #: cpu_rlimit, memory_limit, watchdog:<limit>, protocol, unresponsive, failed_start.
+    last_exit_cause: str | None = None
+    latency_p90_ms: float | None = None
+    #: Debug mode: health probes, deadlines and the CPU-percent limit are suspended.
+    debug: bool = False
 
 
 class ModuleHandle:
@@ -105,12 +121,18 @@ class ModuleHandle:
         self._stopping = False
         self._target_state = ModuleState.LOADED
         self.subscriptions: set[str] = set()
+        #: The contract-validation report from load() (None when validate=False).
+        self.validation: dict[str, Any] | None = None
         #: Permissions another module must hold to call this one (Supervisor.load()).
         self.call_requires: frozenset[str] = frozenset()
         self.requests_in_flight = 0
         self._events_unacked = 0
         self.events_delivered = 0
         self.events_dropped = 0
+        #: Debug mode: suspends health probes, call and lifecycle deadlines and the
+        #: CPU-percent limit, so the module's author can sit in a debugger. Memory, thread
+        #: and fd limits still hold. Switch it at any time: `handle.debug = True`.
+        self.debug = False
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -172,6 +194,7 @@ class ModuleHandle:
             conn.kill("failed_start", "start-up did not complete")
             with anyio.CancelScope(shield=True):
                 await conn.exited.wait()
+            self.last_exit = conn.exit_info  # a failed (re)start shows on stats()
             raise
         return conn
 
@@ -223,12 +246,12 @@ class ModuleHandle:
             raise
         self._events_unacked = 0
         self._sup._task_group.start_soon(self._watch, conn)
+        self._sup._task_group.start_soon(supervise_health, self, conn)
 
     async def _close(self, conn: WorkerConnection) -> None:
-        """Close the channel (the worker exits on EOF), then make sure it is gone."""
+        """End the worker: SIGTERM, then SIGKILL after a grace; return once it is reaped."""
         with anyio.CancelScope(shield=True):
-            conn.kill("clean", "closed by the supervisor")
-            await conn.exited.wait()
+            await conn.terminate()
 
     async def _load(self) -> None:
         self._set(ModuleState.LOADING)
@@ -248,8 +271,14 @@ class ModuleHandle:
             Op.LIFE,
             operation,
             argument,
-            timeout if timeout is not None else self.limits.call_timeout,
+            self._deadline(timeout),
         )
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        """`timeout`, else `Limits.call_timeout`; none at all in debug mode."""
+        if self.debug:
+            return None
+        return timeout if timeout is not None else self.limits.call_timeout
 
     async def _life_ok(self, operation: str) -> None:
         result = await self._life(operation)
@@ -379,10 +408,22 @@ class ModuleHandle:
                 Op.CALL,
                 method,
                 kwargs,
-                timeout if timeout is not None else self.limits.call_timeout,
+                self._deadline(timeout),
             )
-        except CallTimeout:
+        except CallTimeout as exc:
             self._timeouts += 1
+            if exc.stacks is None and conn.alive:
+                # Where the worker is at the deadline: the line that hung, for the caller and
+                # the log. Concurrent timeouts share one dump.
+                exc.stacks, fresh = await capture_stacks_shared(conn, 0.5)
+                if fresh:
+                    _log.warning(
+                        "module %s: %s() timed out after %gs; worker stacks:\n%s",
+                        self.name,
+                        method,
+                        exc.timeout,
+                        exc.stacks or "(unavailable)",
+                    )
             raise
         except (SandboxError, TypeError):
             self._errors += 1
@@ -399,11 +440,14 @@ class ModuleHandle:
         self.last_exit = info
         self._conn = None
         _log.warning(
-            "module %s: worker pid %d ended (%s%s)",
+            "module %s: worker pid %d ended (%s%s)%s",
             self.name,
             conn.pid,
-            info.cause if info else "?",
+            info.label if info else "?",
             f": {info.reason}" if info and info.reason else "",
+            "; last output:\n  " + "\n  ".join(info.output_tail[-10:])
+            if info and info.output_tail
+            else "",
         )
         self._set(ModuleState.ERROR)
         if not self._should_restart(info):
@@ -441,11 +485,13 @@ class ModuleHandle:
         delay = min(policy.backoff_max, policy.backoff_initial * policy.backoff_factor**attempt)
         delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
         await anyio.sleep(max(delay, 0.0))
+        if self._stopping or self._state is not ModuleState.ERROR:
+            return  # shut down, or an operator restart() came first, during the backoff
         self._restarts.append(time.monotonic())
         self._restart_count += 1
         try:
             await self._reboot()
-        except SandboxError as exc:
+        except (SandboxError, OSError) as exc:  # OSError: no fds or processes left to spawn
             _log.error("module %s: restart failed: %s", self.name, exc)
             self._set(ModuleState.ERROR)
             if self._should_restart(None):
@@ -532,6 +578,7 @@ class ModuleHandle:
             return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 3) if lat else None
 
         conn = self._conn
+        sample = self._sup.watchdog.latest(conn)
         return ModuleStats(
             name=self.name,
             pid=self.pid,
@@ -549,6 +596,17 @@ class ModuleHandle:
             output_lines_dropped=conn.lines_dropped if conn is not None else 0,
             events_delivered=self.events_delivered,
             events_dropped=self.events_dropped,
+            rss_bytes=sample.rss_bytes if sample else None,
+            uss_bytes=sample.uss_bytes if sample else None,
+            cpu_seconds=round(sample.cpu_seconds, 3) if sample else None,
+            cpu_percent=round(sample.cpu_percent, 1)
+            if sample and sample.cpu_percent is not None
+            else None,
+            threads=sample.threads if sample else None,
+            open_fds=sample.open_fds if sample else None,
+            last_exit_cause=self.last_exit.label if self.last_exit else None,
+            latency_p90_ms=pct(0.9),
+            debug=self.debug,
         )
 
     def __repr__(self) -> str:

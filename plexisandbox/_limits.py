@@ -13,9 +13,14 @@ class Limits:
     """Resource limits for one module. Every field has a finite documented default.
 
     Kernel-enforced (rlimits in the worker): `cpu_seconds`, `open_files`, `file_mb`,
-    `address_space_mb`, `processes`. Watchdog-enforced (psutil samples on the host):
-    `memory_mb` (RSS), `cpu_percent` over `cpu_window` seconds, `threads`, `open_files`,
-    `data_mb`. Channel-enforced: `max_message_bytes`, `max_in_flight`, `call_timeout`.
+    `address_space_mb`, `processes`. Watchdog-enforced (psutil samples on the host; a breach
+    kills the worker's process group with `LimitExceeded`): RSS above `memory_mb`, average CPU
+    above `cpu_percent` over `cpu_window` seconds, CPU time above `cpu_seconds` (a backstop for
+    the rlimit), more than `threads` threads, all `open_files` descriptors in use (exhaustion:
+    the rlimit stops the count there); and the data-folder quota loop: a data folder above
+    `data_mb`. Channel-enforced:
+    `max_message_bytes`, `max_in_flight`, `call_timeout`. Health: `ping_interval`,
+    `ping_timeout`, `ping_failures`, `stall_timeout`.
     """
 
     #: Resident memory (RSS) of the worker, MiB; the watchdog kills above it.
@@ -45,6 +50,17 @@ class Limits:
     max_message_bytes: int = 16 * 1024 * 1024
     #: Events queued for the module before the overflow policy applies.
     event_queue: int = 1000
+    #: Seconds between health probes: a control-thread ping (alive?) and an event-loop ping
+    #: (making progress?).
+    ping_interval: float = 5.0
+    #: Seconds one ping may take before it counts as missed.
+    ping_timeout: float = 2.0
+    #: Consecutive missed control pings before the worker is declared unresponsive and
+    #: killed (its stacks are captured first).
+    ping_failures: int = 3
+    #: Seconds the worker's event loop may go without answering (a blocking call in async
+    #: module code) before it is declared unresponsive and killed, stacks captured first.
+    stall_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

@@ -15,10 +15,12 @@ import anyio.abc
 from ._events import EventBus, normalize_requirements, run_service
 from ._handle import ModuleHandle, ModuleStats
 from ._limits import Limits, RestartPolicy
+from ._metrics import metrics_text
 from ._policy import HostFacts, file_access_declared
 from ._protocol import Op, encode
 from ._sources import check_name, resolve_source
 from ._uids import UidAllocator
+from ._watchdog import Watchdog
 from ._worker import WorkerConnection
 from .errors import PermissionDenied, SandboxError, ServiceError
 from .interfaces import ModulePermissions
@@ -34,7 +36,8 @@ class Supervisor:
 
     `grant`, `limits` and `restart` are the defaults for every module; `load()` overrides them
     per module. The default grant is the baseline: nothing beyond it. `strict=True` refuses a
-    module whose required confinement layer the kernel cannot give.
+    module whose required confinement layer the kernel cannot give. `watchdog_interval` is
+    the seconds between two psutil samples of every worker (see `Limits` for what is enforced).
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class Supervisor:
         strict: bool = True,
         data_root: str | os.PathLike[str] | None = None,
         log_level: int = logging.INFO,
+        watchdog_interval: float = 1.0,
     ) -> None:
         self.default_grant = grant if grant is not None else ModulePermissions()
         self.default_limits = limits if limits is not None else Limits()
@@ -58,11 +62,14 @@ class Supervisor:
         self._modules: dict[str, ModuleHandle] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.bus = EventBus()
+        #: Samples every worker each `watchdog_interval` seconds and enforces its Limits.
+        self.watchdog = Watchdog(self, interval=watchdog_interval)
 
     # -- context -----------------------------------------------------------------------------
     async def __aenter__(self) -> Supervisor:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        self._tg.start_soon(self.watchdog.run)
         return self
 
     async def __aexit__(
@@ -87,6 +94,7 @@ class Supervisor:
             for handle in list(self._modules.values()):
                 tg.start_soon(handle.shutdown)
         self._modules.clear()
+        self.bus.close()
 
     @property
     def _task_group(self) -> anyio.abc.TaskGroup:
@@ -113,18 +121,24 @@ class Supervisor:
         name: str | None = None,
         strict: bool | None = None,
         call_requires: Any = None,
+        validate: bool = True,
     ) -> ModuleHandle:
         """Start a worker for `source`, check its declaration against the grant, configure it.
 
         `source` is a `.py` path (optionally `path.py:Class`), `"package.module:Class"`, an
         entry point name in group `plexisandbox.modules`, or a BaseModule subclass. The module
         is LOADED afterwards; call `start()` on the handle. `call_requires` names permissions
-        or capabilities another module must hold to call this one's methods.
+        or capabilities another module must hold to call this one's methods. With
+        `validate=True` (the default) the module is checked against the seed's contracts
+        (statically, and from what its worker reported) and refused if it has violations;
+        the report is kept on `handle.validation`.
 
         Raises:
             PermissionDenied: the module declares permissions the grant does not give.
             ConfigInvalid: `config` does not match the module's schema.
             ConfinementUnavailable: strict mode and a required layer is missing here.
+            ContractViolation: validation found violations (`.report` has them); pass
+                `validate=False` to load it anyway.
             ModuleError: importing or instantiating the module raised.
             ValueError: the name is invalid or already in use.
         """
@@ -149,8 +163,20 @@ class Supervisor:
         self._modules[module_name] = handle
         try:
             await handle._load()
+            if validate:
+                from ._validation import enforce, validate_description
+
+                handle.validation = await validate_description(
+                    handle.description,
+                    file=resolved.file,
+                    label=resolved.label,
+                    base_limits=handle.limits,
+                )
+                enforce(handle.validation, module=module_name)
         except BaseException:
             self._modules.pop(module_name, None)
+            with anyio.CancelScope(shield=True):
+                await handle.shutdown()
             raise
         return handle
 
@@ -196,6 +222,11 @@ class Supervisor:
     def stats(self) -> dict[str, ModuleStats]:
         """`stats()` of every module, by name."""
         return {name: handle.stats() for name, handle in self._modules.items()}
+
+    def metrics_text(self) -> str:
+        """Every module's statistics in the Prometheus text exposition format (0.0.4), for
+        an operator's existing scraper: serve it at `/metrics`."""
+        return metrics_text(self.stats(), watchdog=self.watchdog)
 
     def data_dir_for(self, name: str, declared: ModulePermissions) -> str | None:
         """The private data folder of a module that declared file access, else None.

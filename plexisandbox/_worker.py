@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import signal
 import time
@@ -42,13 +43,14 @@ _MAX_LINE = 2048  # characters of one stdout/stderr line relayed to logging
 _TAIL_LINES = 20
 _CANCEL_GRACE = 2.0  # seconds a worker has to honour a cancel before it is killed
 _EOF_GRACE = 2.0  # seconds between a closed channel and SIGKILL
+_TERM_GRACE = 1.0  # seconds between SIGTERM and SIGKILL at the end of a shutdown
 _HIGH_WATER = 8 * 1024 * 1024  # queued bytes towards a worker before senders wait
 
 
 @dataclass(frozen=True)
 class ExitInfo:
     """How a worker ended. `cause` is one of: clean, crash, signal, protocol, limit,
-    unresponsive, failed_start, killed."""
+    unresponsive, failed_start, killed; `label` refines it for logs and dashboards."""
 
     cause: str
     exit_code: int | None
@@ -56,6 +58,36 @@ class ExitInfo:
     reason: str
     at: float
     output_tail: tuple[str, ...]
+    #: Which `Limits` field was exceeded (cause "limit"), e.g. "memory_mb", "cpu_seconds".
+    limit: str | None = None
+    #: Python stacks captured before the worker was killed (cause "unresponsive").
+    stacks: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The classified cause: `clean`, `module_error`, `signal:SIGSEGV`, `cpu_rlimit`,
+        `memory_limit`, `watchdog:<limit>`, `protocol`, `unresponsive`, `failed_start`,
+        `killed` (the supervisor stopped it)."""
+        if self.cause == "limit":
+            if self.signal == signal.SIGXCPU and self.limit in (None, "cpu_seconds"):
+                return "cpu_rlimit"
+            return f"watchdog:{self.limit}" if self.limit else "limit"
+        if self.cause == "signal" and self.signal is not None:
+            try:
+                return f"signal:{signal.Signals(self.signal).name}"
+            except ValueError:
+                return f"signal:{self.signal}"
+        if self.cause == "crash":
+            # The worker's own exit codes (plexisandbox_worker.main): 69 protocol, 70
+            # confinement, 71 import. A MemoryError that escaped is RLIMIT_AS/RLIMIT_DATA.
+            if self.exit_code == 69:
+                return "protocol"
+            if self.exit_code in (70, 71):
+                return "failed_start"
+            if any("MemoryError" in line for line in self.output_tail[-5:]):
+                return "memory_limit"
+            return "module_error"
+        return self.cause
 
 
 class _Pending:
@@ -156,7 +188,15 @@ class WorkerConnection:
         else:
             cause, reason = "crash", ""
         self.exit_info = ExitInfo(
-            cause, exit_code, sig, reason, time.time(), tuple(self.output_tail)
+            cause,
+            exit_code,
+            sig,
+            reason,
+            time.time(),
+            tuple(self.output_tail),
+            limit=getattr(self._death_error, "limit", None)
+            or ("cpu_seconds" if sig == signal.SIGXCPU else None),
+            stacks=getattr(self._death_error, "stacks", None),
         )
         error = self.death_error()
         for pending in self._pending.values():
@@ -167,7 +207,10 @@ class WorkerConnection:
             event.set()
         for event, _ in self._stacks.values():
             event.set()
+        # Both ends: a receiver still waiting wakes with EndOfStream; an unclosed end would
+        # warn (ResourceWarning) when the connection is collected.
         self._handshake_send.close()
+        self._handshake_recv.close()
         self.launched.close()
         self.exited.set()
 
@@ -213,6 +256,27 @@ class WorkerConnection:
             os.killpg(self.pid, signal.SIGKILL)
         except OSError:
             pass
+
+    async def terminate(self, term_grace: float = _TERM_GRACE) -> None:
+        """The end of the shutdown ladder, after the module's `shutdown()` hook had its grace:
+        SIGTERM the worker's process group, SIGKILL it if still there after `term_grace`.
+        Recorded as a clean exit. Returns once the process is reaped."""
+        if self._kill_cause is None:
+            self._kill_cause = ("clean", "closed by the supervisor")
+        if self.launched.process.returncode is None and not self.exited.is_set():
+            try:
+                signal.pidfd_send_signal(self.launched.pidfd, signal.SIGTERM)
+                os.killpg(self.pid, signal.SIGTERM)
+            except OSError:
+                pass
+            with anyio.move_on_after(term_grace):
+                await self.exited.wait()
+            if not self.exited.is_set():
+                self.logger.warning(
+                    "worker pid %d ignored SIGTERM for %gs; sending SIGKILL", self.pid, term_grace
+                )
+                self.kill("clean", "closed by the supervisor")
+        await self.exited.wait()
 
     def violate(self, reason: str) -> None:
         """The worker broke the protocol: kill it; pending calls get ProtocolViolation."""
@@ -414,7 +478,7 @@ class WorkerConnection:
             self.kill("failed_start", f"no {op.name} within {timeout:g}s during {stage}")
             await self.exited.wait()
             raise self.death_error() from None
-        except anyio.EndOfStream:
+        except (anyio.EndOfStream, anyio.ClosedResourceError):  # the worker is gone
             raise self.death_error() from None
         if message[0] == Op.FATAL:
             _, where, kind, text, trace = message
@@ -464,13 +528,21 @@ class WorkerConnection:
         """
         if not self.alive or self._kill_cause is not None:
             raise self.death_error()
-        async with self._slots:
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        try:
+            with anyio.fail_at(deadline):  # waiting for a free slot counts towards the deadline
+                await self._slots.acquire()
+        except TimeoutError:
+            raise CallTimeout(module=self.name, method=method, timeout=timeout or 0) from None
+        try:
+            if self.exited.is_set():  # died while this caller waited for a slot
+                raise self.death_error()
             request_id = next(self._ids)
             frame = encode([op, request_id, method, argument])
             pending = _Pending(method)
             self._pending[request_id] = pending
             try:
-                with anyio.fail_after(timeout):
+                with anyio.fail_at(deadline):
                     self.send_nowait(frame)
                     if not self._drained.is_set():
                         await self._drained.wait()
@@ -489,6 +561,8 @@ class WorkerConnection:
             if pending.error is not None:
                 raise pending.error
             return pending.value
+        finally:
+            self._slots.release()
 
     def _cancel(self, request_id: int) -> None:
         self.send_nowait(encode([Op.CANCEL, request_id]))
@@ -498,14 +572,29 @@ class WorkerConnection:
 
     async def _enforce_cancel(self, request_id: int) -> None:
         await anyio.sleep(_CANCEL_GRACE)
-        if request_id in self._cancelling and self.alive:
-            stacks = await self.capture_stacks(1.0)
+        if request_id in self._cancelling and self.alive and self._kill_cause is None:
+            from ._watchdog import capture_stacks_shared  # one dump for many ignored cancels
+
+            stacks, _ = await capture_stacks_shared(self, 1.0)
+            if self._kill_cause is not None or not self.alive:
+                return
             self.logger.error(
                 "worker ignored a cancel for %gs; killing it. Python stacks:\n%s",
                 _CANCEL_GRACE,
                 stacks or "(unavailable)",
             )
-            self.kill("unresponsive", f"ignored a cancelled call for {_CANCEL_GRACE:g}s")
+            reason = f"ignored a cancelled call for {_CANCEL_GRACE:g}s"
+            self.kill(
+                "unresponsive",
+                reason,
+                WorkerCrashed(
+                    module=self.name,
+                    reason=f"unresponsive: {reason}",
+                    stderr_tail=tuple(self.output_tail),
+                    cause="unresponsive",
+                    stacks=stacks,
+                ),
+            )
 
     async def ping(self, timeout: float, *, control: bool = False) -> bool:
         """True when the worker answers within `timeout`: its event loop (default) or, with

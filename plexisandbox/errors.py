@@ -82,7 +82,14 @@ class CallTimeout(SandboxError):
         )
         self.method = method
         self.timeout = timeout
+        #: The worker's Python thread stacks at the deadline (the line that hung), if captured.
         self.stacks = stacks
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if self.stacks:
+            return f"{base}\n--- worker stacks at the deadline ---\n{self.stacks.rstrip()}"
+        return base
 
 
 class WorkerCrashed(SandboxError):
@@ -97,6 +104,7 @@ class WorkerCrashed(SandboxError):
         reason: str = "",
         stderr_tail: Sequence[str] = (),
         cause: str = "crash",
+        stacks: str | None = None,
     ) -> None:
         if signal is not None:
             try:
@@ -118,6 +126,8 @@ class WorkerCrashed(SandboxError):
         self.reason = reason
         self.stderr_tail = tuple(stderr_tail)
         self.cause = cause
+        #: Python thread stacks captured before an unresponsive worker was killed.
+        self.stacks = stacks
 
 
 class PermissionDenied(SandboxError):
