@@ -39,6 +39,12 @@ def install(rules: list[list[Any]]) -> dict[str, Any]:
     filt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     filt.set_attr(sc.Attr.CTL_NNP, 1)
     filt.set_attr(sc.Attr.CTL_TSYNC, 1)
+    try:
+        # A binary tree over syscall numbers instead of a linear chain (libseccomp >= 2.5):
+        # ~8 comparisons per syscall instead of up to ~150.
+        filt.set_attr(sc.Attr.CTL_OPTIMIZE, 2)
+    except OSError:
+        pass
     pid = os.getpid()
     unknown: list[str] = []
     count = 0
