@@ -23,13 +23,25 @@ MAX_LINE = 2048  # characters of one relayed output line
 MAX_RECORD = 8192  # characters of one relayed log record
 
 
-@pytest.fixture
-async def probe(caplog: pytest.LogCaptureFixture) -> AsyncIterator[ModuleHandle]:
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Module-scoped, so that one probe worker per backend serves this file."""
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _capture_module_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="plexisandbox.module")
+
+
+@pytest.fixture(scope="module")
+async def probe(anyio_backend: str) -> AsyncIterator[ModuleHandle]:
+    """Every test prints or logs its own distinct text, so they can share one worker."""
     async with Supervisor() as sup:
         handle = await sup.load(PROBE)
         await handle.start()
         yield handle
+        assert handle.stats().last_exit is None
 
 
 async def _record(

@@ -38,26 +38,49 @@ async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
             await anyio.sleep(0.01)
 
 
-@pytest.fixture
-async def sup() -> AsyncIterator[Supervisor]:
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Module-scoped: one supervisor per backend lives through every attack in this file."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+async def sup(anyio_backend: str) -> AsyncIterator[Supervisor]:
     async with Supervisor(restart=RestartPolicy(strategy=RestartStrategy.TEMPORARY)) as s:
         yield s
 
 
-@pytest.fixture
-async def neighbour(sup: Supervisor) -> ModuleHandle:
+@pytest.fixture(scope="module")
+async def neighbour(sup: Supervisor) -> AsyncIterator[ModuleHandle]:
+    """The same neighbour watches every hostile worker of the file come and go."""
     handle = await sup.load(PROBE, name="neighbour")
     await handle.start()
-    return handle
+    pid = handle.pid
+    yield handle
+    assert handle.pid == pid
+    assert handle.stats().last_exit is None
 
 
-async def _still_serving(sup: Supervisor, neighbour: ModuleHandle) -> None:
+@pytest.fixture(autouse=True)
+async def _forget_the_dead(sup: Supervisor) -> AsyncIterator[None]:
+    """Each test starts with only the neighbour loaded, and leaves it that way."""
+    yield
+    for name in set(sup.modules) - {"neighbour"}:
+        await sup.unload(name)
+
+
+async def _still_serving(
+    sup: Supervisor, neighbour: ModuleHandle, *, load_fresh: bool = True
+) -> None:
     """The neighbour answers, and the supervisor still loads and runs a new module."""
     assert await neighbour.call("echo", value="still here", timeout=10) == "still here"
     assert neighbour.stats().last_exit is None
+    if not load_fresh:
+        return
     fresh = await sup.load(PROBE, name="fresh")
     await fresh.start()
     assert await fresh.call("echo", value=[1, 2], timeout=10) == [1, 2]
+    await sup.unload("fresh")
 
 
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
@@ -82,7 +105,8 @@ async def test_garbage_frame_kills_only_the_sender(
     assert fragment in last_exit.reason
     assert bad.pid is None
     assert pid is not None
-    await _still_serving(sup, neighbour)
+    # (Loading a fresh module after each kind adds nothing; the last tests of the file do.)
+    await _still_serving(sup, neighbour, load_fresh=False)
 
 
 async def test_oversized_header_is_refused_before_its_body(
