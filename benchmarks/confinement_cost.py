@@ -5,8 +5,10 @@
 "confined" is the default strict policy (rlimits, own uid + mount mask, network namespace,
 no_new_privs, Landlock, seccomp). "unconfined" is the same policy with every layer switched
 off (strict=False, layers=()), so both runs share the same launcher, handshake and channel:
-the difference is the confinement alone. Start-up = `load()` + `start()` of the echo module
-(a fresh interpreter, the handshake, confinement, host verification, import).
+the difference is the confinement alone. Start-up = `load()` + `start()` of a small module
+(a fresh interpreter, the handshake, confinement, host verification, import); round trip =
+one `echo` call; inside the worker, the time of one `getppid()` (the seccomp filter runs on
+every syscall) and one `stat()` of a stdlib file (plus Landlock's path check).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from plexisandbox._handle import ModuleHandle  # noqa: E402
 from plexisandbox._policy import SandboxPolicy  # noqa: E402
 from plexisandbox.interfaces import ModulePermissions  # noqa: E402
 
-ECHO = ROOT / "examples" / "modules" / "echo.py"
+PROBE = ROOT / "benchmarks" / "modules" / "syscall_probe.py"
 _confined_policy_for = ModuleHandle._policy_for
 
 
@@ -47,10 +49,11 @@ async def _measure(starts: int, calls: int) -> dict[str, Any]:
     startup: list[float] = []
     rtt: list[float] = []
     layers: tuple[str, ...] = ()
+    inside: dict[str, float] = {}
     async with Supervisor() as sup:
         for i in range(starts):
             began = time.perf_counter()
-            handle = await sup.load(ECHO, name=f"echo{i}")
+            handle = await sup.load(PROBE, name=f"probe{i}", validate=False)
             await handle.start()
             startup.append(time.perf_counter() - began)
             layers = tuple(handle.confinement["layers"])
@@ -61,6 +64,7 @@ async def _measure(starts: int, calls: int) -> dict[str, Any]:
                     began = time.perf_counter()
                     await handle.call("echo", value="x")
                     rtt.append(time.perf_counter() - began)
+                inside = await handle.call("syscalls", n=200_000, timeout=60)
             await sup.unload(handle.name)
     return {
         "layers": layers,
@@ -68,6 +72,8 @@ async def _measure(starts: int, calls: int) -> dict[str, Any]:
         "start_p90_ms": _ms(startup, 0.9),
         "rtt_median_us": statistics.median(rtt) * 1e6,
         "rtt_p99_us": _ms(rtt, 0.99) * 1000,
+        "getppid_ns": inside["getppid_ns"],
+        "stat_ns": inside["stat_ns"],
     }
 
 
@@ -86,16 +92,22 @@ async def _run(starts: int, calls: int) -> None:
         }
         for label, runs in samples.items()
     }
-    print(f"{'':12}{'start median':>14}{'start p90':>12}{'call median':>14}{'call p99':>12}")
+    print(
+        f"{'':12}{'start median':>14}{'start p90':>12}{'call median':>14}{'call p99':>12}"
+        f"{'getppid()':>12}{'stat()':>10}"
+    )
     for label, r in results.items():
         print(
             f"{label:12}{r['start_median_ms']:11.1f} ms{r['start_p90_ms']:9.1f} ms"
             f"{r['rtt_median_us']:11.0f} µs{r['rtt_p99_us']:9.0f} µs"
+            f"{r['getppid_ns']:9.0f} ns{r['stat_ns']:7.0f} ns"
         )
     c, u = results["confined"], results["unconfined"]
     print(
-        f"cost of confinement: +{c['start_median_ms'] - u['start_median_ms']:.1f} ms per start "
-        f"(median), {c['rtt_median_us'] - u['rtt_median_us']:+.0f} µs per call (median)"
+        f"cost of confinement: {c['start_median_ms'] - u['start_median_ms']:+.1f} ms per start "
+        f"(median), {c['rtt_median_us'] - u['rtt_median_us']:+.0f} µs per call (median), "
+        f"{c['getppid_ns'] - u['getppid_ns']:+.0f} ns per syscall, "
+        f"{c['stat_ns'] - u['stat_ns']:+.0f} ns per path lookup"
     )
     print(f"confined layers: {', '.join(c['layers'])}")
     print(f"unconfined layers: {', '.join(u['layers']) or '(none)'}")
