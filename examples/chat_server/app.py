@@ -78,6 +78,7 @@ def create_app(
                 yield
             finally:
                 chat.close()
+                await chat.unload_all()
 
     async def page(request: Request) -> Response:
         name = "admin.html" if request.url.path.rstrip("/") == "/admin" else "chat.html"

@@ -28,6 +28,7 @@ from plexisandbox import ModuleHandle, Supervisor
 from plexisandbox.errors import (
     CallTimeout,
     ContractViolation,
+    IllegalTransition,
     ModuleError,
     ModuleUnavailable,
     PermissionDenied,
@@ -207,10 +208,36 @@ class ChatServer:
         return entry
 
     def close(self) -> None:
-        """Disconnect every client (the supervisor shuts the modules down)."""
+        """Disconnect every client."""
         for client in list(self.clients):
             client.deliver({"type": "system", "text": "The server is shutting down."})
         self.clients.clear()
+
+    async def unload_all(self, grace: float = 10.0) -> None:
+        """Unload every module, concurrently, before the Supervisor itself closes.
+
+        The supervisor refuses `shutdown()` of a module caught mid-restart (INITIALIZING);
+        such a module is retried until it settles, so that no worker outlives the server.
+        """
+        sup = self._supervisor()
+
+        async def unload(name: str) -> None:
+            with anyio.move_on_after(grace):
+                while name in sup.modules:
+                    try:
+                        await sup.unload(name)
+                    except IllegalTransition:
+                        await anyio.sleep(0.05)
+                    except KeyError:
+                        return
+            entry = self.entries.get(name)
+            if entry is not None and entry.handle is not None:
+                entry.handle, entry.status = None, "UNLOADED"
+
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for name in list(sup.modules):
+                    tg.start_soon(unload, name)
 
     # -- clients and rooms -------------------------------------------------------------------
     def connect(self, client: Client) -> None:

@@ -446,10 +446,13 @@ def test_production_mode_refuses_the_default_token(tmp_path: Path) -> None:
 
 def test_server_shutdown_stops_every_worker(tmp_path: Path) -> None:
     proc = ChatServerProcess(tmp_path)
-    proc.wait_ready()
-    pids = [row["pid"] for row in proc.modules().values() if row["pid"]]
+    try:
+        proc.wait_ready()
+        pids = [row["pid"] for row in proc.modules().values() if row["pid"]]
+    finally:
+        code = proc.stop()
     assert len(pids) >= 4
-    assert proc.stop() == 0
+    assert code == 0
     assert "every module worker has been shut down" in proc.lines[-1]
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie_or_other(pid), pid
