@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,28 +172,75 @@ async def test_dns_without_network_fails(tmp_path: Path) -> None:
         assert result["error"] == "gaierror", result
 
 
-async def test_pathname_unix_socket_to_host_service_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "service.sock"
+@pytest.fixture
+def host_unix_service() -> Iterator[str]:
+    """A world-reachable pathname socket, like /run/postgresql/.s.PGSQL.5432 (or
+    /var/run/docker.sock for a member of its group): file permissions are no obstacle."""
+    folder = Path(tempfile.mkdtemp(prefix="plexisandbox-svc-", dir="/tmp"))
+    folder.chmod(0o755)
+    path = folder / "service.sock"
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))
     server.listen()
-    os.chmod(tmp_path, 0o755)
-    os.chmod(path, 0o777)
+    path.chmod(0o777)
     try:
-        async with arena(tmp_path) as a:
-            denied(await a.attempt("unix_pathname", path=str(path)), "EPERM")
+        yield str(path)
     finally:
         server.close()
+        shutil.rmtree(folder)
 
 
-async def test_abstract_unix_socket_to_host_service_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("control", [False, True], ids=["all-layers", "control-no-seccomp"])
+async def test_pathname_unix_socket_to_host_service_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_unix_service: str, control: bool
+) -> None:
+    """Landlock (before ABI 9) does not govern connecting to a pathname unix socket: only the
+    seccomp rule on socket(AF_UNIX) stops it — the control run without seccomp connects."""
+    if control:
+        _drop_layer(monkeypatch, "seccomp")
+    async with arena(tmp_path) as a:
+        result = await a.attempt("unix_pathname", path=host_unix_service)
+        if control:
+            assert result == {"ok": True, "value": "connected"}
+        else:
+            denied(result, "EPERM")
+
+
+# Which layer answers when the ones before it are switched off: seccomp refuses the socket;
+# without it the worker's own network namespace has its own abstract namespace (nothing
+# listens there); without that too, Landlock's abstract-unix scope refuses the connect; with
+# none of the three (control) the attack works.
+ABSTRACT_LAYERS = [
+    ((), "EPERM"),
+    (("seccomp",), "ECONNREFUSED"),
+    (("seccomp", "netns"), "EPERM"),
+    (("seccomp", "netns", "landlock_scope"), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("dropped", "errno_name"),
+    ABSTRACT_LAYERS,
+    ids=["all-layers", "netns", "landlock-scope", "control-none"],
+)
+async def test_abstract_unix_socket_to_host_service_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dropped: tuple[str, ...],
+    errno_name: str | None,
+) -> None:
+    _drop_layer(monkeypatch, *dropped)
     name = f"plexisandbox-test-{os.getpid()}"
     server = socket.socket(socket.AF_UNIX)
     server.bind("\0" + name)
     server.listen()
     try:
         async with arena(tmp_path) as a:
-            denied(await a.attempt("unix_abstract", name=name), "EPERM")
+            result = await a.attempt("unix_abstract", name=name)
+            if errno_name is None:
+                assert result == {"ok": True, "value": "connected"}
+            else:
+                denied(result, errno_name)
     finally:
         server.close()
 
@@ -360,15 +410,17 @@ async def test_personality_can_only_be_queried(tmp_path: Path) -> None:
         assert result["query"] == {"ok": True, "value": 0}
 
 
-def _drop_layer(monkeypatch: pytest.MonkeyPatch, layer: str) -> None:
-    """Derive policies without one layer, to test the others alone."""
+def _drop_layer(monkeypatch: pytest.MonkeyPatch, *layers: str) -> None:
+    """Derive policies without these layers, to test the others alone."""
     import plexisandbox._handle as handle_module
 
     original = handle_module.derive_policy
 
     def without(*args: Any, **kwargs: Any) -> Any:
         policy = original(*args, **kwargs)
-        return dataclasses.replace(policy, layers=tuple(x for x in policy.layers if x != layer))
+        return dataclasses.replace(
+            policy, layers=tuple(x for x in policy.layers if x not in layers)
+        )
 
     monkeypatch.setattr(handle_module, "derive_policy", without)
 

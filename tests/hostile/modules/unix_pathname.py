@@ -12,5 +12,5 @@ class UnixPathname(Hostile):
         def go():
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(path)
-            return s.recv(100).decode()
+            return "connected"
         return outcome(go)
