@@ -79,7 +79,11 @@ def _summary(name: str, samples: list[float]) -> str:
     )
 
 
-def measure(url: str, n: int) -> list[str]:
+Samples = dict[str, list[float]]
+
+
+def measure(url: str, n: int) -> Samples:
+    """One connection: `n` messages, `n // 5` message+/stats pairs, `n // 5` rolls."""
     ws_url = url.replace("http://", "ws://").replace("https://", "wss://") + "ws"
     room = f"bench-{os.getpid()}-{time.monotonic_ns() % 100000}"
     with connect(ws_url, open_timeout=10) as ws:
@@ -123,14 +127,22 @@ def measure(url: str, n: int) -> list[str]:
             _recv_until(ws, lambda m: m["type"] == "bot" and m["module"] == "dice")
             rolls.append(time.perf_counter() - started)
 
-    lines = [_summary("message", message)]
-    if both:
-        lines.append(_summary("message+/stats", both))
-    lines.append(_summary("/roll", rolls))
-    skipped = max(1, n // 5) - len(both)
-    if skipped:
-        lines.append(f"({skipped} message+/stats samples answered before the event was counted)")
-    return lines
+    # A /stats answered before the stats worker counted the message is not a sample.
+    return {"message": message, "message+/stats": both, "/roll": rolls}
+
+
+def report(samples: Samples) -> list[str]:
+    return [_summary(name, values) for name, values in samples.items() if values]
+
+
+def _merge(into: Samples, more: Samples) -> None:
+    for name, values in more.items():
+        into.setdefault(name, []).extend(values)
+
+
+def _probes(url: str) -> int:
+    with urllib.request.urlopen(url + "api/modules", timeout=5) as response:
+        return len(json.load(response)["probes"])
 
 
 def _state(url: str, module: str) -> str:
@@ -145,19 +157,27 @@ def main() -> int:
     parser.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000/")
     args = parser.parse_args()
     if args.url:
-        print("\n".join(measure(args.url.rstrip("/") + "/", args.n)))
+        print("\n".join(report(measure(args.url.rstrip("/") + "/", args.n))))
         return 0
     with tempfile.TemporaryDirectory(prefix="plexichat-bench-") as data_root:
         proc, url = _start_server(data_root)
         try:
             print(f"server {url} (its own process; modules in confined workers)")
-            print(f"while the hostile module misbehaves ({_state(url, 'hostile')} at start):")
-            print("\n".join("  " + line for line in measure(url, args.n)))
+            # From its first attack until it is FAILED: batches of 100 messages.
             deadline = time.monotonic() + 60
+            while _probes(url) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            during: Samples = {}
+            started = time.monotonic()
             while _state(url, "hostile") not in ("FAILED", "?") and time.monotonic() < deadline:
-                time.sleep(0.2)
+                _merge(during, measure(url, 100))
+            print(
+                f"while the hostile module steals, fork-bombs, eats memory and is killed and "
+                f"restarted ({time.monotonic() - started:.1f} s):"
+            )
+            print("\n".join("  " + line for line in report(during)))
             print(f"after the hostile module is {_state(url, 'hostile')}:")
-            print("\n".join("  " + line for line in measure(url, args.n)))
+            print("\n".join("  " + line for line in report(measure(url, args.n))))
         finally:
             proc.terminate()
             proc.wait(20)
