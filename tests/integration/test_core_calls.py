@@ -267,15 +267,10 @@ async def test_thousand_calls_in_flight_across_ten_modules() -> None:
     once, so this passes only if calls are truly pipelined (and answered by request id)."""
     async with Supervisor() as sup:
         handles: list[ModuleHandle] = []
-
-        async def load(i: int) -> None:
+        for i in range(10):  # (concurrent loads have their own test, in test_core_lifecycle)
             handle = await sup.load(PROBE, name=f"p{i}")
             await handle.start()
             handles.append(handle)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(10):
-                tg.start_soon(load, i)
 
         results: dict[tuple[int, int], Any] = {}
 

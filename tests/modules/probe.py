@@ -70,6 +70,9 @@ class Probe(BaseModule):
         return config.get("fail") != name
 
     async def initialize(self) -> bool:
+        delay = self.configuration.custom_config.get("initialize_delay")
+        if delay:
+            await asyncio.sleep(delay)
         return self._hook("initialize")
 
     async def start(self) -> bool:
