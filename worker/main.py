@@ -108,7 +108,11 @@ def main(args: list[str]) -> NoReturn:
         _fatal(
             writer,
             "handshake",
-            ValueError(f"host speaks wire v{boot.get('wire')}, worker v{WIRE_VERSION}"),
+            ValueError(
+                f"wire protocol mismatch: supervisor speaks v{boot.get('wire')}, worker speaks "
+                f"v{WIRE_VERSION}. The worker runtime comes from a different plexisandbox "
+                "install; reinstall plexisandbox so both sides come from the same version"
+            ),
             EXIT_PROTOCOL,
         )
 
