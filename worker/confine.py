@@ -163,7 +163,7 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
             lambda: landlock.restrict(
                 list(policy.get("read", [])),
                 list(policy.get("write", [])),
-                tcp=str(policy.get("tcp", "deny")),
+                tcp=str(policy.get("tcp", "deny")) if "landlock_net" in required else None,
                 scope="landlock_scope" in required,
             ),
         )

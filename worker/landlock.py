@@ -92,9 +92,12 @@ def _handled_fs(abi: int) -> int:
     return rights
 
 
-def restrict(read: list[str], write: list[str], *, tcp: str, scope: bool) -> dict[str, object]:
+def restrict(
+    read: list[str], write: list[str], *, tcp: str | None, scope: bool
+) -> dict[str, object]:
     """Enforce: `read` paths read-only, `write` paths read-write, nothing else; TCP per
-    `tcp` ("deny": no bind, no connect; "connect": connect anywhere, no bind) on ABI >= 4;
+    `tcp` ("deny": no bind, no connect; "connect": connect anywhere, no bind; None: TCP not
+    handled) on ABI >= 4;
     signal and abstract-unix scoping on ABI >= 6 when `scope`. Requires no_new_privs (or
     CAP_SYS_ADMIN) already set. Returns {"abi", "net", "scope", "skipped"}.
 
@@ -105,7 +108,7 @@ def restrict(read: list[str], write: list[str], *, tcp: str, scope: bool) -> dic
     if abi < 1:
         raise LandlockError(0, "Landlock is not available (kernel < 5.13 or lsm= lacks it)")
     handled = _handled_fs(abi)
-    net = abi >= 4
+    net = abi >= 4 and tcp is not None
     scoped = abi >= 6 and scope
     attr = _RulesetAttr(
         handled,
