@@ -129,6 +129,8 @@ def resolve_source(source: Any) -> ResolvedSource:
             f"cannot load a module from {type(source).__name__}; pass a .py path, "
             "'package.module:Class', an entry point name or a BaseModule subclass"
         )
+    if source.endswith(".py") and os.path.isfile(source):
+        return _from_file(source, None)  # a file whose path itself holds a ':'
     path, sep, cls_name = source.rpartition(":") if ":" in source else (source, "", "")
     if path.endswith(".py") or (not sep and source.endswith(".py")):
         return _from_file(path if sep else source, cls_name or None)

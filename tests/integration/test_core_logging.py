@@ -166,3 +166,28 @@ async def test_invalid_utf8_output_is_relayed_with_replacements(
     await probe.call("raw_stdout", data=b"bad \xff\xfe bytes\n")
     record = await _record(caplog, lambda r: r.getMessage().startswith("bad "))
     assert record.getMessage() == "bad \ufffd\ufffd bytes"
+
+
+async def test_output_flood_is_rate_limited_and_the_drops_are_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Supervisor() as sup:  # its own worker: the flood drains the rate bucket
+        flooder = await sup.load(PROBE, name="flooder")
+        await flooder.start()
+        await flooder.call("flood", lines=20_000, timeout=60)
+        await flooder.call("say", text="after the flood")
+        with anyio.fail_after(20):
+            while True:
+                if flooder.stats().output_lines_dropped > 0 and any(
+                    "output rate limit" in r.getMessage() for r in caplog.records
+                ):
+                    break
+                await anyio.sleep(0.05)
+        relayed = sum(r.getMessage().startswith("flood line") for r in caplog.records)
+        dropped = flooder.stats().output_lines_dropped
+        assert relayed < 20_000
+        assert dropped > 0
+        warning = next(r for r in caplog.records if "output rate limit" in r.getMessage())
+        assert warning.levelno == logging.WARNING
+        assert warning.name == "plexisandbox.module.flooder"
+        assert await flooder.call("echo", value="alive") == "alive"

@@ -211,3 +211,16 @@ async def test_package_loads_when_its_root_was_not_on_the_path_at_first_launch(
     handle = await sup.load("late_pkg.sub.impl:PkgModule")
     await handle.start()
     assert await handle.call("hello") == "late, world from late_pkg.sub.impl"
+
+
+async def test_py_path_with_a_colon_in_a_folder_name(sup: Supervisor, shared_tmp: Path) -> None:
+    folder = shared_tmp / "build:2024"
+    folder.mkdir()
+    folder.chmod(0o755)
+    target = folder / "probe_copy.py"
+    target.write_text((TEST_MODULES / "probe.py").read_text())
+    for source in (target, str(target), f"{target}:Probe"):
+        handle = await sup.load(source, name="colon")
+        await handle.start()
+        assert await handle.call("echo", value=source is target) == (source is target)
+        await sup.unload("colon")

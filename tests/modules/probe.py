@@ -199,6 +199,10 @@ class Probe(BaseModule):
     async def say(self, text: str, stream: str = "stdout") -> None:
         print(text, file=sys.stderr if stream == "stderr" else sys.stdout)
 
+    async def flood(self, lines: int) -> None:
+        for i in range(lines):
+            print(f"flood line {i}")
+
     async def raw_stdout(self, data: bytes) -> None:
         os.write(1, data)
 
