@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
+from plexisandbox._policy import HostFacts
 from plexisandbox._verify import read_status
 from plexisandbox.errors import ConfinementUnavailable, LimitExceeded, WorkerCrashed
 from tests.conftest import ROOT
@@ -31,7 +32,6 @@ pytestmark = pytest.mark.anyio
 # (module, errno): the attempt raised OSError with exactly this errno. EPERM is the seccomp
 # filter's answer, EACCES Landlock's.
 SINGLE = [
-    ("fork_bomb", "EPERM"),
     ("memfd_fill", "EPERM"),
     ("shm_fill", "EACCES"),
     ("inet6_connect", "EPERM"),
@@ -39,7 +39,6 @@ SINGLE = [
     ("raw_socket", "EPERM"),
     ("packet_socket", "EPERM"),
     ("netlink_socket", "EPERM"),
-    ("read_shadow", "EACCES"),
     ("proc_parent_environ", "EACCES"),
     ("proc_parent_mem", "EACCES"),
     ("ptrace_parent", "EPERM"),
@@ -107,6 +106,50 @@ async def test_host_files_and_the_host_application_are_unreadable(tmp_path: Path
         result = await a.attempt("read_host_files", app_file=str(ROOT / "pyproject.toml"))
         for step in ("passwd", "root", "home", "app"):
             denied(result[step], "EACCES")
+
+
+@pytest.mark.parametrize(
+    ("dropped", "outcome"),
+    [
+        ((), "EPERM"),  # seccomp: clone without CLONE_THREAD
+        (("seccomp",), "EAGAIN"),  # RLIMIT_NPROC, enforced because the uid is not root
+    ],
+    ids=["all-layers", "rlimit-only"],
+)
+async def test_fork_bomb_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dropped: tuple[str, ...], outcome: str
+) -> None:
+    _drop_layer(monkeypatch, *dropped)
+    async with arena(tmp_path) as a:
+        result = await a.attempt("fork_bomb")
+        denied(result, outcome)
+        assert result["forked"] < LIMITS.processes
+
+
+@pytest.mark.parametrize(
+    ("dropped", "errno_name"),
+    [
+        ((), "EACCES"),  # Landlock: /etc is not in the ruleset
+        (("landlock", "landlock_net", "landlock_scope"), "EACCES"),  # the worker's own uid
+        (("landlock", "landlock_net", "landlock_scope", "uid"), None),  # control: root reads it
+    ],
+    ids=["all-layers", "uid-only", "control-none"],
+)
+async def test_reading_etc_shadow_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dropped: tuple[str, ...],
+    errno_name: str | None,
+) -> None:
+    if dropped and not HostFacts.detect().is_root:
+        pytest.skip("these variants compare a worker uid with root: they need a root host")
+    _drop_layer(monkeypatch, *dropped)
+    async with arena(tmp_path) as a:
+        result = await a.attempt("read_shadow")
+        if errno_name is None:
+            assert result["ok"] is True
+        else:
+            denied(result, errno_name)
 
 
 async def test_thread_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
