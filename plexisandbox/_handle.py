@@ -13,7 +13,6 @@ import anyio
 
 from ._datadir import prepare_data_dir, release_after_exit
 from ._events import matches
-from ._launcher import launch_worker
 from ._limits import Limits, RestartPolicy, RestartStrategy
 from ._policy import SandboxPolicy, derive_policy
 from ._protocol import Op
@@ -162,7 +161,7 @@ class ModuleHandle:
                 wire["uid"] = wire["gid"] = lease.uid
             if policy.data_dir is not None:
                 prepare_data_dir(policy.data_dir, lease.uid if lease is not None else None)
-            launched = launch_worker(dict(policy.env))
+            launched = await self._sup._launch(dict(policy.env))
         except BaseException:
             if lease is not None:
                 lease.release()

@@ -15,10 +15,17 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Protocol
 
 import plexisandbox
 
-__all__ = ["LaunchedWorker", "launch_worker", "worker_package_dir"]
+__all__ = [
+    "LaunchedWorker",
+    "WorkerProcess",
+    "channel_pipes",
+    "launch_worker",
+    "worker_package_dir",
+]
 
 # Runs in the fresh interpreter: put the host's library paths on sys.path, then load the
 # worker package from its folder by path (it may be installed or in a source checkout).
@@ -54,27 +61,64 @@ def library_paths() -> tuple[str, ...]:
     return tuple(paths)
 
 
+class WorkerProcess(Protocol):
+    """What the host needs of a worker's process: `subprocess.Popen` for a launched worker,
+    `plexisandbox._zygote.ZygoteChild` for one forked by the zygote. `returncode` follows
+    Popen: the exit code, or minus the signal that ended it."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
 @dataclass
 class LaunchedWorker:
     """The host's ends of a freshly started worker."""
 
-    process: subprocess.Popen[bytes]
+    process: WorkerProcess
     pidfd: int
     data_read: int  # worker -> host frames
     data_write: int  # host -> worker frames
     ctl_write: int  # host -> worker control frames
     output_read: int  # worker stdout + stderr
+    #: Readable once `process.poll()` knows the exit status: the pidfd for a child of the
+    #: host's own; for a zygote's child, the pipe the zygote writes the status to (closing it
+    #: lets the zygote reap the child). -1: the pidfd.
+    exit_fd: int = -1
+
+    def __post_init__(self) -> None:
+        if self.exit_fd < 0:
+            self.exit_fd = self.pidfd
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def close(self) -> None:
-        for fd in (self.data_read, self.data_write, self.ctl_write, self.output_read, self.pidfd):
+        fds = (self.data_read, self.data_write, self.ctl_write, self.output_read, self.pidfd)
+        for fd in (*fds, *((self.exit_fd,) if self.exit_fd != self.pidfd else ())):
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def channel_pipes() -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """A new worker's four pipes: (the worker's ends: data in, data out, control in, output),
+    (the host's ends: data out, data in, control out, output in — non-blocking)."""
+    to_worker_r, to_worker_w = os.pipe2(os.O_CLOEXEC)
+    from_worker_r, from_worker_w = os.pipe2(os.O_CLOEXEC)
+    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    for fd in (to_worker_w, from_worker_r, ctl_w, out_r):
+        os.set_blocking(fd, False)
+    return (to_worker_r, from_worker_w, ctl_r, out_w), (to_worker_w, from_worker_r, ctl_w, out_r)
 
 
 def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
@@ -83,11 +127,8 @@ def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
     Raises:
         OSError: the interpreter could not be started (fd or process limits).
     """
-    to_worker_r, to_worker_w = os.pipe2(os.O_CLOEXEC)
-    from_worker_r, from_worker_w = os.pipe2(os.O_CLOEXEC)
-    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    child_ends = (to_worker_r, from_worker_w, ctl_r, out_w)
+    child_ends, (to_worker_w, from_worker_r, ctl_w, out_r) = channel_pipes()
+    to_worker_r, from_worker_w, ctl_r, out_w = child_ends
     argv = [
         sys.executable,
         "-I",
@@ -120,8 +161,6 @@ def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
         raise
     for fd in child_ends:
         os.close(fd)
-    for fd in (to_worker_w, from_worker_r, ctl_w, out_r):
-        os.set_blocking(fd, False)
     return LaunchedWorker(
         process=process,
         pidfd=os.pidfd_open(process.pid),
