@@ -200,6 +200,17 @@ async def test_unsendable_argument_is_refused_on_the_host(
     assert await probe.call("echo", value="fine") == "fine"
 
 
+async def test_argument_larger_than_a_worker_accepts_is_refused_on_the_host(
+    probe: ModuleHandle,
+) -> None:
+    from plexisandbox._protocol import DEFAULT_MAX_FRAME
+
+    with pytest.raises(ValueError, match=f"accepts frames of at most {DEFAULT_MAX_FRAME} bytes"):
+        await probe.call("echo", value=b"x" * (DEFAULT_MAX_FRAME + 1), timeout=10)
+    assert probe.stats().in_flight == 0
+    assert await probe.call("echo", value="unharmed", timeout=10) == "unharmed"
+
+
 async def test_module_exception_arrives_with_type_message_and_traceback(
     probe: ModuleHandle,
 ) -> None:
