@@ -296,15 +296,18 @@ class ModuleHandle:
         Raises:
             IllegalTransition: not LOADED.
             ModuleError: `initialize()`/`start()` raised or returned something but True
-                (the module goes to FAILED).
+                (the module goes to FAILED; so does a start() that is cancelled midway, since
+                the module's state is then unknown).
         """
         check_transition(self.name, "start", self._state)
         self._set(ModuleState.INITIALIZING)
         try:
             await self._life_ok("initialize")
             await self._life_ok("start")
-        except SandboxError:
-            self._set(ModuleState.FAILED)
+        except BaseException:
+            # A shutdown() racing with this start owns the state from here on.
+            if not self._stopping and self._state is ModuleState.INITIALIZING:
+                self._set(ModuleState.FAILED)
             raise
         self._target_state = ModuleState.ACTIVE
         self._set(ModuleState.ACTIVE)

@@ -16,7 +16,9 @@ ALLOWED_FROM: dict[str, frozenset[S]] = {
     "call": frozenset({S.ACTIVE}),
     "health_check": frozenset({S.LOADED, S.INITIALIZING, S.ACTIVE, S.PAUSED}),
     "reconfigure": frozenset({S.LOADED, S.ACTIVE, S.PAUSED}),
-    "shutdown": frozenset({S.LOADED, S.ACTIVE, S.PAUSED, S.ERROR, S.FAILED, S.LOADING}),
+    "shutdown": frozenset(
+        {S.LOADED, S.INITIALIZING, S.ACTIVE, S.PAUSED, S.ERROR, S.FAILED, S.LOADING}
+    ),
     "restart": frozenset({S.LOADED, S.ACTIVE, S.PAUSED, S.ERROR, S.FAILED}),
 }
 

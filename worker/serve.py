@@ -105,6 +105,7 @@ class Runtime:
     async def serve(self, pending: list[Any]) -> None:
         """Run until the host closes the channel."""
         self.loop = asyncio.get_running_loop()
+        self.writer.bind_loop(self.loop)
         self.closed = self.loop.create_future()
         events_task = self.loop.create_task(self._deliver_events())
         for message in pending:
@@ -222,7 +223,10 @@ class Runtime:
         else:
             if after is not None and result is not False:
                 self.module.state = after
-        self.writer.send_frame(frame)
+        if len(self.tasks) > 1:
+            self.writer.send_frame(frame)  # other calls in flight: batch with their answers
+        else:
+            self.writer.send_now(frame)  # a lone call: nothing to batch with, answer at once
 
     def _configure(self, config: Any) -> dict[str, Any]:
         # Validate against the module's own schema here, inside the sandbox: the schema is

@@ -310,12 +310,6 @@ async def test_concurrent_loads_of_many_modules(sup: Supervisor) -> None:
         assert await handle.call("echo", value=name) == name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in _handle.py: start() cancelled while the module initializes leaves the "
-    "handle INITIALIZING, from which shutdown() is illegal, so Supervisor.__aexit__ raises "
-    "IllegalTransition (see the report)",
-)
 async def test_cancelled_start_leaves_a_module_that_can_be_shut_down() -> None:
     async with Supervisor(restart=NO_RESTART) as sup:
         probe = await sup.load(PROBE, config={"initialize_delay": 30})
@@ -326,11 +320,6 @@ async def test_cancelled_start_leaves_a_module_that_can_be_shut_down() -> None:
         assert probe.state is S.UNLOADED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in _states.py/_handle.py: shutdown() is illegal while a module is "
-    "INITIALIZING, so unload() during a slow start raises IllegalTransition (see the report)",
-)
 async def test_unload_while_the_module_is_starting() -> None:
     async with Supervisor(restart=NO_RESTART) as sup:
         probe = await sup.load(PROBE, config={"initialize_delay": 30})

@@ -20,7 +20,7 @@ SPEC: dict[str, set[S]] = {
     "call": {S.ACTIVE},
     "health_check": {S.LOADED, S.INITIALIZING, S.ACTIVE, S.PAUSED},
     "reconfigure": {S.LOADED, S.ACTIVE, S.PAUSED},
-    "shutdown": {S.LOADED, S.ACTIVE, S.PAUSED, S.ERROR, S.FAILED, S.LOADING},
+    "shutdown": {S.LOADED, S.INITIALIZING, S.ACTIVE, S.PAUSED, S.ERROR, S.FAILED, S.LOADING},
     "restart": {S.LOADED, S.ACTIVE, S.PAUSED, S.ERROR, S.FAILED},
 }
 
