@@ -26,7 +26,16 @@ import anyio
 import anyio.abc
 
 from ._launcher import LaunchedWorker
-from ._protocol import WIRE_VERSION, FrameDecoder, Op, ProtocolError, check_shape, encode
+from ._protocol import (
+    DEFAULT_MAX_FRAME,
+    HEADER,
+    WIRE_VERSION,
+    FrameDecoder,
+    Op,
+    ProtocolError,
+    check_shape,
+    encode,
+)
 from .errors import (
     CallTimeout,
     ConfinementUnavailable,
@@ -88,6 +97,24 @@ class ExitInfo:
                 return "memory_limit"
             return "module_error"
         return self.cause
+
+
+def encode_for_worker(message: list[Any], what: str) -> bytes:
+    """One host→worker frame, refused here if the worker's decoder would refuse its size
+    (a worker fed an oversized frame could only die of it, long after the caller gave up).
+
+    Raises:
+        TypeError: a value msgpack cannot carry.
+        ValueError: the frame is larger than a worker accepts (`DEFAULT_MAX_FRAME`).
+    """
+    frame = encode(message)
+    size = len(frame) - HEADER.size
+    if size > DEFAULT_MAX_FRAME:
+        raise ValueError(
+            f"{what} encodes to {size} bytes; a worker accepts frames of at "
+            f"most {DEFAULT_MAX_FRAME} bytes. Send the data in smaller pieces"
+        )
+    return frame
 
 
 class _Pending:
@@ -538,7 +565,7 @@ class WorkerConnection:
             if self.exited.is_set():  # died while this caller waited for a slot
                 raise self.death_error()
             request_id = next(self._ids)
-            frame = encode([op, request_id, method, argument])
+            frame = encode_for_worker([op, request_id, method, argument], f"the call of {method}()")
             pending = _Pending(method)
             self._pending[request_id] = pending
             try:
@@ -635,9 +662,9 @@ class WorkerConnection:
     def reply(self, request_id: int, ok: bool, value: Any) -> None:
         """Answer a REQUEST the worker made (host service or module-to-module call)."""
         try:
-            frame = encode([Op.REPLY, request_id, ok, value])
-        except TypeError as exc:
-            frame = encode([Op.REPLY, request_id, False, ["TypeError", str(exc)]])
+            frame = encode_for_worker([Op.REPLY, request_id, ok, value], "the reply")
+        except (TypeError, ValueError) as exc:
+            frame = encode([Op.REPLY, request_id, False, [type(exc).__name__, str(exc)]])
         self.send_nowait(frame)
 
     def send_event(self, event: str, data: Any, source: str) -> None:
