@@ -20,6 +20,12 @@ UID_BASE = 1_610_000_000
 UID_COUNT = 65_536
 
 
+# One cursor for the whole process, walking all UID_COUNT uids round robin: a released uid
+# comes back only after every other one was handed out, so a worker whose last thread or
+# zombie is still on its way out (RLIMIT_NPROC counts zombies) never meets its successor.
+_cursor = [(os.getpid() * 7919) % UID_COUNT]
+
+
 class UidLease:
     """One uid held for one worker; `release()` when the worker has exited."""
 
@@ -41,7 +47,6 @@ class UidAllocator:
             base = "/run" if os.access("/run", os.W_OK) else tempfile.gettempdir()
             lock_dir = os.path.join(base, "plexisandbox", "uids")
         self.lock_dir = lock_dir
-        self._next = (os.getpid() * 7919) % UID_COUNT
 
     def acquire(self) -> UidLease:
         """Lease a free uid.
@@ -51,8 +56,8 @@ class UidAllocator:
         """
         os.makedirs(self.lock_dir, mode=0o700, exist_ok=True)
         for _ in range(UID_COUNT):
-            uid = UID_BASE + self._next
-            self._next = (self._next + 1) % UID_COUNT
+            uid = UID_BASE + _cursor[0]
+            _cursor[0] = (_cursor[0] + 1) % UID_COUNT
             fd = os.open(
                 os.path.join(self.lock_dir, str(uid)),
                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,

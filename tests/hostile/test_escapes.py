@@ -331,7 +331,7 @@ async def test_sigio_via_f_setown_never_reaches_the_supervisor(tmp_path: Path) -
     previous = signal.signal(signal.SIGIO, lambda signum, frame: received.append(signum))
     try:
         async with arena(tmp_path) as a:
-            result = await a.attempt("sigio_parent")
+            result = await a.attempt("sigio_parent", pid=os.getpid())
             # The kernel accepts F_SETOWN and O_ASYNC; Landlock's signal scope (and the
             # distinct uid) stop the delivery itself.
             assert result["setown"]["ok"] is True
@@ -360,7 +360,7 @@ async def test_sigio_is_stopped_by_landlock_scope_even_for_the_same_uid(
             assert ("landlock_scope" in handle.confinement["layers"]) is scoped
             assert handle.pid is not None
             assert read_status(handle.pid)["Uid"].split()[0] == str(os.getuid())
-            result = await handle.call("attempt")
+            result = await handle.call("attempt", pid=os.getpid())
             assert result["setown"]["ok"] is True
             assert result["async"]["ok"] is True
             await anyio.sleep(0.2)
