@@ -24,7 +24,7 @@ import pytest
 
 from plexisandbox import ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox._verify import read_status
-from plexisandbox._worker import ExitInfo
+from plexisandbox._worker import ExitInfo, WorkerConnection
 from plexisandbox.errors import WorkerCrashed
 from tests.conftest import EXAMPLES, ROOT, TEST_MODULES
 
@@ -46,9 +46,8 @@ async def _probe(sup: Supervisor, **kwargs: Any) -> ModuleHandle:
     return handle
 
 
-async def _until_exited(handle: ModuleHandle, timeout: float = 10.0) -> ExitInfo:
-    """How the handle's current worker ended, once it has."""
-    conn = handle._conn
+async def _until_exited(conn: WorkerConnection | None, timeout: float = 10.0) -> ExitInfo:
+    """How the worker ended, once it has."""
     assert conn is not None
     with anyio.fail_after(timeout):
         await conn.exited.wait()
@@ -201,11 +200,12 @@ async def test_zygote_worker_holds_only_the_channel_descriptors(
 
 async def test_zygote_worker_exit_code_is_reported(sup: Supervisor) -> None:
     probe = await _probe(sup)
+    conn = probe._conn
     with pytest.raises(WorkerCrashed) as info:
         await probe.call("exit", code=9, last_words="bye from the zygote's child")
     assert info.value.exit_code == 9
     assert info.value.signal is None
-    last = await _until_exited(probe)
+    last = await _until_exited(conn)
     assert (last.cause, last.exit_code, last.signal, last.label) == (
         "crash",
         9,
@@ -220,10 +220,10 @@ async def test_zygote_worker_killed_by_a_signal_is_reported(
     sup: Supervisor, sig: signal.Signals
 ) -> None:
     probe = await _probe(sup)
-    pid = probe.pid
+    pid, conn = probe.pid, probe._conn
     assert pid is not None
     os.kill(pid, sig)
-    last = await _until_exited(probe)
+    last = await _until_exited(conn)
     assert (last.cause, last.exit_code, last.signal) == ("signal", None, sig)
     assert last.label == f"signal:{sig.name}"
     # The zygote keeps no zombie once the host has the status.
@@ -235,7 +235,7 @@ async def test_supervisor_kill_of_a_zygote_worker_is_recorded_as_killed(sup: Sup
     conn = probe._conn
     assert conn is not None
     conn.kill("killed", "test")
-    last = await _until_exited(probe)
+    last = await _until_exited(conn)
     assert (last.cause, last.signal) == ("killed", signal.SIGKILL)
 
 
@@ -244,12 +244,13 @@ async def test_dead_zygote_is_replaced_and_loads_keep_working(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="plexisandbox.zygote")
     probe = await _probe(sup)
+    conn = probe._conn
     assert sup.zygote is not None
     first = sup.zygote.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
     # Its workers die with it (parent-death signal), reported as SIGKILL.
-    last = await _until_exited(probe)
+    last = await _until_exited(conn)
     assert last.signal == signal.SIGKILL
     again = await _probe(sup, name="again")
     assert await again.call("echo", value=1) == 1
