@@ -17,9 +17,39 @@ import errno
 import os
 from typing import Any
 
-# Imported now, while the filesystem is open: loading it runs ctypes.util.find_library, which
-# needs a temporary directory and ldconfig that Landlock closes later.
-import pyseccomp as sc
+
+def _import_pyseccomp() -> Any:
+    """Import pyseccomp now, while the filesystem is open, and fast.
+
+    At import it resolves libc and libseccomp with ctypes.util.find_library, which runs
+    `ldconfig -p` (and may try gcc) in a subprocess: ~40 ms of every worker's start-up, and
+    impossible once Landlock and seccomp are in place. The glibc sonames resolve through the
+    loader's own cache instead; any other name (or a missing soname) takes the original path.
+    """
+    import ctypes.util
+
+    original = ctypes.util.find_library
+    sonames = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+
+    def find_library(name: str) -> str | None:
+        soname = sonames.get(name)
+        if soname is not None:
+            try:
+                ctypes.CDLL(soname)
+                return soname
+            except OSError:
+                pass
+        return original(name)
+
+    ctypes.util.find_library = find_library
+    try:
+        import pyseccomp
+    finally:
+        ctypes.util.find_library = original
+    return pyseccomp
+
+
+sc = _import_pyseccomp()
 
 __all__ = ["install"]
 
