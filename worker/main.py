@@ -9,10 +9,12 @@ that the confinement the policy asks for is really in force.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 import os
 import platform
+import sys
 import traceback
 from typing import Any, NoReturn
 
@@ -91,6 +93,26 @@ def describe(module: BaseModule) -> dict[str, Any]:
     return description
 
 
+def _forget_unreadable_paths() -> None:
+    """Drop what the import system learnt before confinement about folders that the worker
+    may no longer read: every import so far listed each sys.path folder (the host's checkout,
+    /tmp, …) and cached the names, which module code could read back from
+    `sys.path_importer_cache`. Folders it cannot list now leave sys.path too."""
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+
+    def usable(entry: str) -> bool:
+        if os.path.isfile(entry):  # a zip archive
+            return True
+        try:
+            os.listdir(entry)
+        except OSError:
+            return False
+        return True
+
+    sys.path[:] = [entry for entry in sys.path if entry and usable(entry)]
+
+
 def main(args: list[str]) -> NoReturn:
     fd_in, fd_out, fd_ctl, parent = (int(a) for a in args)
     # 1. Hygiene before anything is read: die with the supervisor, hold only the channel.
@@ -128,6 +150,7 @@ def main(args: list[str]) -> NoReturn:
         _fatal(writer, "confine:" + exc.layer, exc, EXIT_CONFINE)
     except Exception as exc:
         _fatal(writer, "confine", exc, EXIT_CONFINE)
+    _forget_unreadable_paths()
     writer.send([Op.CONFINED, report])
 
     # 4. The host verified /proc/<pid>/status; only now does untrusted code run.

@@ -166,3 +166,13 @@ async def test_only_the_channel_descriptors_are_open_in_the_worker(
         }
         assert {int(link[6:-1]) for link in links} == ours
         assert "/dev/null" in fds[0][1]
+
+
+async def test_worker_keeps_no_listing_of_folders_it_cannot_read(sup: Supervisor) -> None:
+    # Imports before confinement list every sys.path folder (the host's checkout among them);
+    # those listings must not survive into module code once the folders are closed to it.
+    probe = await _probe(sup)
+    caches = await probe.call("import_caches")
+    assert caches, "the probe's own folder at least is listed"
+    unreadable = {path for path, entry in caches.items() if not entry["readable"]}
+    assert not unreadable, unreadable

@@ -277,6 +277,21 @@ class Probe(BaseModule):
                     queue.append(ref)
         return found
 
+    async def import_caches(self) -> dict[str, Any]:
+        """For each folder the import system holds a listing of: can this worker list it?"""
+        report: dict[str, Any] = {}
+        for path, finder in list(sys.path_importer_cache.items()):
+            cached = getattr(finder, "_path_cache", None)
+            if not cached:
+                continue
+            try:
+                os.listdir(path)
+                readable = True
+            except OSError:
+                readable = False
+            report[path] = {"readable": readable, "names": len(cached)}
+        return report
+
     async def fds(self) -> dict[str, Any]:
         """Every open descriptor (found with fstat, which needs no /proc) and the event
         loop's own descriptors (its epoll fd and self-pipe)."""
