@@ -78,7 +78,8 @@ class HostSubscription:
     dropped: int = 0
     errors: int = 0
     delivered: int = 0
-    two_args: bool = field(default=False)
+    #: 1: handler(data); 2: handler(event, data); 3: handler(event, data, source)
+    arity: int = field(default=1)
 
 
 class EventBus:
@@ -104,15 +105,15 @@ class EventBus:
         self, tg: anyio.abc.TaskGroup, pattern: str, handler: Callable[..., Any], queue: int
     ) -> Callable[[], None]:
         send, receive = anyio.create_memory_object_stream[tuple[str, Any, str]](queue)
-        params = _positional_count(handler)
-        sub = HostSubscription(pattern, handler, send, two_args=params >= 2)
+        sub = HostSubscription(pattern, handler, send, arity=min(3, _positional_count(handler)))
         self.host_subscriptions.append(sub)
 
         async def consume() -> None:
             async with receive:
                 async for event, data, source in receive:
                     try:
-                        result = sub.handler(event, data) if sub.two_args else sub.handler(data)
+                        args = ((data,), (event, data), (event, data, source))[sub.arity - 1]
+                        result = sub.handler(*args)
                         if inspect.isawaitable(result):
                             await result
                         sub.delivered += 1
@@ -226,5 +227,5 @@ def _positional_count(handler: Callable[..., Any]) -> int:
         return 1
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return 2
-    return sum(1 for p in params if p.kind in kinds)
+        return 3
+    return max(1, sum(1 for p in params if p.kind in kinds))

@@ -218,7 +218,7 @@ class ModuleHandle:
             declared = ModulePermissions.from_dict(self.description["permissions"])
             missing = declared.missing_from(self.grant)
             if missing:
-                raise PermissionDenied.not_granted(self.name, missing)
+                raise PermissionDenied.not_granted(self.name, missing, sorted(declared.names()))
             policy = self._policy_for(declared)
             if policy != baseline:
                 await self._close(conn)

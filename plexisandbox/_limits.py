@@ -95,3 +95,12 @@ class RestartPolicy:
     backoff_max: float = 10.0
     backoff_factor: float = 2.0
     jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        # Accept "temporary" etc. (config files): compare by member, never by string.
+        object.__setattr__(self, "strategy", RestartStrategy(self.strategy))
+        if self.max_restarts < 0 or self.period <= 0:
+            raise ValueError(
+                "RestartPolicy needs max_restarts >= 0 and period > 0, got "
+                f"max_restarts={self.max_restarts}, period={self.period}"
+            )

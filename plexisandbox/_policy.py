@@ -649,7 +649,9 @@ def derive_policy(
         write.append(
             PathRule(writable, "read-write", f"declared {', '.join(files)}: private data folder")
         )
-        env.append(("TMPDIR", writable))
+        # The module finds its folder as BaseModule.data_dir, $PLEXISANDBOX_DATA_DIR or $HOME.
+        env = [(k, v) for k, v in env if k != "HOME"]
+        env += [("HOME", writable), ("PLEXISANDBOX_DATA_DIR", writable), ("TMPDIR", writable)]
 
     brokered = sorted(n for n in declared.names() if n not in _NETWORK and n not in _FILES)
     return SandboxPolicy(

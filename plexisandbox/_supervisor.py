@@ -268,7 +268,8 @@ class Supervisor:
     ) -> Callable[[], None]:
         """Subscribe the host to events matching `pattern` (wildcards allowed: `chat.*`).
 
-        `handler(data)` or `handler(event, data)`, sync or async; it runs in its own task, in
+        `handler(data)`, `handler(event, data)` or `handler(event, data, source)` (`source`:
+        the emitting module's name, or "host"), sync or async; it runs in its own task, in
         emission order. Its exceptions are logged and counted, never propagated. Returns a
         function that unsubscribes.
         """

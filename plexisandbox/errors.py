@@ -133,12 +133,23 @@ class WorkerCrashed(SandboxError):
 class PermissionDenied(SandboxError):
     """A module asked for what it was not granted: `.missing` lists the permissions."""
 
-    def __init__(self, message: str, *, module: str | None, missing: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        module: str | None,
+        missing: Sequence[str] = (),
+        declared: Sequence[str] = (),
+    ) -> None:
         super().__init__(message, module=module)
         self.missing = tuple(missing)
+        #: Everything the module declared (when known), e.g. for an admin panel.
+        self.declared = tuple(declared)
 
     @classmethod
-    def not_granted(cls, module: str, missing: Sequence[str]) -> PermissionDenied:
+    def not_granted(
+        cls, module: str, missing: Sequence[str], declared: Sequence[str] = ()
+    ) -> PermissionDenied:
         """The module's declaration exceeds its grant."""
         flags = " ".join(f"--grant {m}" for m in missing)
         return cls(
@@ -147,6 +158,7 @@ class PermissionDenied(SandboxError):
             "or remove them from get_required_permissions()",
             module=module,
             missing=missing,
+            declared=declared,
         )
 
 

@@ -389,6 +389,22 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
         self._event_handlers: dict[str, list[Callable[..., Any]]] = {}
         self._local_tasks: set[asyncio.Future[Any]] = set()
 
+    @property
+    def data_dir(self) -> str | None:
+        """The module's private writable folder (declared file access only), else None.
+
+        It is kept across restarts; the supervisor caps its size (`Limits.data_mb`).
+        """
+        import os
+
+        override: str | None = self.__dict__.get("_data_dir_override")
+        return override if override is not None else os.environ.get("PLEXISANDBOX_DATA_DIR")
+
+    @data_dir.setter
+    def data_dir(self, value: str | None) -> None:
+        # A module may keep its own attribute of this name; don't make assignment fail.
+        self.__dict__["_data_dir_override"] = value
+
     # -- REQUIRED -------------------------------------------------------------------------
     @abstractmethod
     async def initialize(self) -> bool:

@@ -38,8 +38,8 @@ async def _load(sup: Supervisor, name: str, **config: Any) -> Any:
 async def test_pub_sub_across_three_modules_and_the_host() -> None:
     async with Supervisor() as sup:
         mods = [await _load(sup, f"m{i}") for i in range(3)]
-        host_seen: list[tuple[str, Any]] = []
-        sup.on("listener.*", lambda event, data: host_seen.append((event, data)))
+        host_seen: list[tuple[str, Any, str]] = []
+        sup.on("listener.*", lambda event, data, source: host_seen.append((event, data, source)))
         await sup.emit("chat.message", {"text": "hello"})
 
         async def all_saw() -> bool:
@@ -48,8 +48,10 @@ async def test_pub_sub_across_three_modules_and_the_host() -> None:
 
         await _until(all_saw)
         await _until(lambda: _ready(len(host_seen) == 3))
-        assert sorted(d["module"] for _, d in host_seen) == ["listener"] * 3
-        assert {e for e, _ in host_seen} == {"listener.saw"}
+        assert sorted(d["module"] for _, d, _ in host_seen) == ["listener"] * 3
+        assert {e for e, _, _ in host_seen} == {"listener.saw"}
+        # The host learns which module emitted, from the supervisor, not from the payload.
+        assert sorted(source for _, _, source in host_seen) == ["m0", "m1", "m2"]
 
 
 async def _ready(value: bool) -> bool:
