@@ -171,7 +171,7 @@ async def _sandbox(n: int, quick: bool) -> dict[str, Any]:
         in_process.append(time.perf_counter() - started)
 
     results: dict[str, Any] = {"in_process": in_process}
-    async with Supervisor() as sup:
+    async with Supervisor(zygote=False) as sup:  # "plain" whatever PLEXISANDBOX_ZYGOTE says
         starts = []
         for i in range(5 if quick else 20):
             started = time.perf_counter()
@@ -181,6 +181,16 @@ async def _sandbox(n: int, quick: bool) -> dict[str, Any]:
             starts.append(time.perf_counter() - started)
             await sup.unload(handle.name)
         results["cold_plain"] = starts
+        async with Supervisor(zygote=True) as forked:
+            starts = []
+            for i in range(1 + (5 if quick else 20)):  # the first also starts the zygote
+                started = time.perf_counter()
+                handle = await forked.load(ECHO, name=f"zygote{i}")
+                await handle.start()
+                await handle.call("echo", value=1)
+                starts.append(time.perf_counter() - started)
+                await forked.unload(handle.name)
+            results["cold_zygote"] = starts[1:]
 
         handle = await sup.load(ECHO, name="echo")
         await handle.start()
@@ -253,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "cold_start_p50_ms": {
             "plain": round(statistics.median(main["cold_plain"]) * 1e3, 2),
-            "zygote": None,
+            "zygote": round(statistics.median(main["cold_zygote"]) * 1e3, 2),
         },
         "idle_uss_mib": main["idle_uss_mib"],
         "payload_rtt_ms": main["payload_ms"],
@@ -274,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
     print("pipelined, 64 in flight (calls/s)")
     for key, value in out["throughput_calls_s"].items():
         print(f"  {key:26} {value:10d} {value / raw_tput:10.2f}× raw")
-    print(f"cold start to first call, p50: {out['cold_start_p50_ms']['plain']} ms (no zygote)")
+    cold = out["cold_start_p50_ms"]
+    print(f"cold start to first call, p50: {cold['plain']} ms plain, {cold['zygote']} ms zygote")
     print(f"idle worker USS: {out['idle_uss_mib']} MiB")
     print(
         "payload round trip (ms): "

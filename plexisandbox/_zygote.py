@@ -9,10 +9,10 @@ worker runs, so everything after the fork — the parent-death signal, closing e
 but the channel's, the handshake, the module's own uid, namespaces, Landlock and seccomp — is
 identical; only the ~10 ms of exec and imports are gone.
 
-Exit status: the worker is the zygote's child, not ours, so the zygote reports it through a
-per-worker status pipe (`ZygoteChild`); the pidfd the host opens with `pidfd_open(pid)` still
-delivers signals. The zygote keeps the exited child a zombie until the host closes that pipe,
-so the pid cannot be reused while the host may still `killpg()` it or read its /proc.
+Exit status: the worker is the zygote's child, not ours, so the zygote reaps it and reports
+the status through a per-worker status pipe (`ZygoteChild`), which is also what wakes the
+host's exit watcher; a pidfd the zygote opened for the child, handed over with the pipe,
+carries the host's signals to exactly that process.
 
 If the zygote dies (all its workers die with it: their parent-death signal), the next load
 starts a new one, and says so in the log; if a new one cannot be started, workers are
@@ -70,8 +70,8 @@ class ZygoteError(OSError):
 
 class ZygoteChild:
     """A worker forked by the zygote, as a `WorkerProcess` (the subset of `Popen` the host
-    uses). The exit status arrives on `status_fd`, which `LaunchedWorker.close()` closes —
-    the zygote's cue to reap the child."""
+    uses). The exit status arrives on `status_fd` (closed by `LaunchedWorker.close()`; closing
+    it while the worker runs makes the zygote kill it)."""
 
     def __init__(self, pid: int, status_fd: int, pidfd: int) -> None:
         self._pid = pid
@@ -85,7 +85,9 @@ class ZygoteChild:
 
     @property
     def returncode(self) -> int | None:
-        return self._returncode
+        # Read on access: the zygote writes the status right after reaping, so a caller
+        # about to signal the pid (killpg) learns it is gone instead of hitting a reused pid.
+        return self.poll()
 
     def poll(self) -> int | None:
         """The returncode once the zygote reported it, else None; never blocks long."""
@@ -253,7 +255,7 @@ class Zygote:
             # Shielded: a reply left unread would answer the next request.
             with anyio.CancelScope(shield=True), anyio.fail_after(_SPAWN_TIMEOUT):
                 await anyio.wait_readable(sock)
-                data, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(4), _CMSG_CLOEXEC)
+                data, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(8), _CMSG_CLOEXEC)
             fds = _received_fds(ancdata)
             message = msgpack.unpackb(data) if data else None
             if not isinstance(message, list) or not message:
@@ -264,19 +266,14 @@ class Zygote:
                 for fd in fds:
                     os.close(fd)
                 raise OSError(f"the zygote could not fork: {str(message[1])[:500]}")
-            if message[0] != _SPAWNED or len(fds) != 1:
+            if message[0] != _SPAWNED or len(fds) != 2:
                 for fd in fds:
                     os.close(fd)
                 raise ZygoteError(f"unexpected zygote reply {message!r:.80}")
-            pid, status_fd = int(message[1]), fds[0]
+            # The pidfd comes from the zygote, opened while the child could not have been
+            # reaped yet: it names this worker even if it is already gone.
+            pid, (status_fd, pidfd) = int(message[1]), fds
             os.set_blocking(status_fd, False)
-            try:
-                # Safe against pid reuse: the zygote reaps the child only after we close
-                # status_fd, so until then the pid names our worker (or its zombie).
-                pidfd = os.pidfd_open(pid)
-            except BaseException:
-                os.close(status_fd)
-                raise
         except BaseException:
             for fd in host_ends:
                 os.close(fd)

@@ -12,7 +12,8 @@ Protocol (msgpack bodies; SCM_RIGHTS carries descriptors):
     zygote → host   [READY, pid]                                   once, after gc.freeze()
     host → zygote   [SPAWN, [[key, value], ...]]  + 4 fds          data in, data out,
                                                                     control in, output
-    zygote → host   [SPAWNED, pid]                + 1 fd           the child's status pipe
+    zygote → host   [SPAWNED, pid]                + 2 fds          the child's status pipe
+                                                                    and a pidfd for it
                     [FAILED, "why"]
 
 The child (`_become_worker`) starts a new session, points stdout/stderr at the output pipe,
@@ -20,12 +21,14 @@ takes the policy's environment and runs the very same `main()` a launched worker
 the parent-death signal (its parent is now the zygote, which dies with the host), closing
 every descriptor but the channel's, the handshake and all confinement happen there, per module.
 
-Exit status: the zygote sees each child exit through a pidfd, reads the status with
-`waitid(P_PIDFD, WNOWAIT)` — the child stays a zombie, so its pid cannot be reused — and writes
-it (a `Popen.returncode`, 4 bytes) to the child's status pipe. The host closing its end of
-that pipe is the signal to reap (poll(2) reports POLLERR on a pipe's write end once no reader
-is left). Until then the pid names the worker or its zombie, exactly as with a child of the
-host's own, which is what the host's killpg(), psutil and /proc checks rely on.
+Exit status: the zygote sees each child exit through a pidfd, reaps it with
+`waitid(P_PIDFD)` and writes the status (a `Popen.returncode`, 4 bytes) to the child's status
+pipe, then closes it. Reaping *before* reporting keeps the host's guarantee that a worker
+whose exit it has seen is gone (no zombie left behind), as with a child of its own; the pid
+could be reused only in the microseconds between the reap and the write, while the host
+still signals it by pid (killpg) — it signals through a pidfd first, which cannot misfire.
+A host that closes a status pipe while the worker still runs has given up on it: poll(2)
+reports POLLERR on the pipe's write end once no reader is left, and the worker is killed.
 """
 
 from __future__ import annotations
@@ -60,7 +63,6 @@ class _Child:
     pid: int
     pidfd: int
     status_w: int
-    exited: bool = False
     abandoned: bool = False
 
 
@@ -208,7 +210,10 @@ class _Zygote:
         self.poller.register(pidfd, select.POLLIN)
         self.poller.register(status_w, 0)  # POLLERR once the host closes its end
         try:
-            self.send([SPAWNED, pid], [status_r])
+            # The host gets its own pidfd from us: opened before the child can be reaped,
+            # it names this process for good (pidfd_open(pid) in the host could race a
+            # child that dies at once and a recycled pid).
+            self.send([SPAWNED, pid], [status_r, pidfd])
         finally:
             os.close(status_r)
 
@@ -216,37 +221,31 @@ class _Zygote:
     def on_exit(self, child: _Child) -> None:
         self.poller.unregister(child.pidfd)
         del self.by_pidfd[child.pidfd]
-        child.exited = True
-        if child.abandoned:
-            self.reap(child)
-            return
-        returncode = _returncode(child.pidfd, os.WNOWAIT)  # stays a zombie until released
         try:
-            os.write(child.status_w, STATUS.pack(returncode))
-        except OSError:
-            pass  # the host closed its end meanwhile: POLLERR follows, then we reap
+            returncode = _returncode(child.pidfd, 0)
+        except ChildProcessError:  # pragma: no cover - only we reap our children
+            returncode = -signal.SIGKILL
+        os.close(child.pidfd)
+        if not child.abandoned:
+            self.poller.unregister(child.status_w)
+            del self.by_status[child.status_w]
+            try:
+                os.write(child.status_w, STATUS.pack(returncode))
+            except OSError:
+                pass  # the host closed its end meanwhile: it no longer asks
+            os.close(child.status_w)
 
     def on_released(self, child: _Child) -> None:
+        # The host closed the status pipe of a live worker (it gave up on the start):
+        # nothing may run unwatched. on_exit reaps it.
         self.poller.unregister(child.status_w)
         del self.by_status[child.status_w]
         os.close(child.status_w)
-        if child.exited:
-            self.reap(child)
-        else:
-            # The host stopped watching a live worker (it gave up on the start): nothing may
-            # run unwatched. Reaped when its exit shows on the pidfd.
-            child.abandoned = True
-            try:
-                signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
-            except OSError:
-                pass
-
-    def reap(self, child: _Child) -> None:
+        child.abandoned = True
         try:
-            _returncode(child.pidfd, 0)
-        except ChildProcessError:
+            signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+        except OSError:
             pass
-        os.close(child.pidfd)
 
 
 def serve(args: list[str]) -> None:
