@@ -57,6 +57,7 @@ _STATUS = struct.Struct("=i")
 _START_TIMEOUT = 20.0  # seconds for a new zygote to import the runtime and say READY
 _SPAWN_TIMEOUT = 5.0  # seconds for one fork; a zygote slower than that is wedged
 _STOP_GRACE = 2.0
+_PLAIN_BACKOFF = 30.0
 
 
 def zygote_default() -> bool:
@@ -137,6 +138,7 @@ class Zygote:
         self._started = 0
         #: How many times a dead or wedged zygote was replaced.
         self.restarts = 0
+        self._plain_until = 0.0  # after a zygote failed twice in a row: launch until then
 
     @property
     def pid(self) -> int | None:
@@ -212,12 +214,15 @@ class Zygote:
         """Fork one worker with `env`; it speaks first (HELLO), as a launched worker does.
 
         A dead or wedged zygote is replaced (and logged); if no zygote can be had, the worker
-        is launched the plain way.
+        is launched the plain way, and so are the next ones for `_PLAIN_BACKOFF` seconds
+        (a zygote that cannot start must not double every start-up time).
 
         Raises:
             OSError: no worker could be started at all (fd or process limits).
         """
         async with self._lock:
+            if time.monotonic() < self._plain_until:
+                return launch_worker(env)
             for attempt in (1, 2):
                 instance = self._current
                 try:
@@ -235,7 +240,11 @@ class Zygote:
                     if self._current is not None:
                         self._current.stop()
                         self._current = None
-        _log.error("no zygote available; launching this worker without one")
+            self._plain_until = time.monotonic() + _PLAIN_BACKOFF
+        _log.error(
+            "no zygote available; launching workers without one for the next %gs",
+            _PLAIN_BACKOFF,
+        )
         return launch_worker(env)
 
     async def _spawn_once(self, sock: socket.socket, env: Mapping[str, str]) -> LaunchedWorker:

@@ -259,6 +259,25 @@ async def test_dead_zygote_is_replaced_and_loads_keep_working(
     assert any("zygote" in r.getMessage() and "died" in r.getMessage() for r in caplog.records)
 
 
+async def test_zygote_that_cannot_start_falls_back_to_launched_workers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import plexisandbox._zygote as zygote_module
+
+    caplog.set_level(logging.WARNING, logger="plexisandbox.zygote")
+    monkeypatch.setattr(zygote_module, "_BOOTSTRAP", "import sys; sys.exit(3)")
+    async with Supervisor(zygote=True) as supervisor:
+        first = await _probe(supervisor)
+        second = await _probe(supervisor, name="second")
+        assert await first.call("echo", value=1) == 1
+        who = await second.call("identity")
+        assert who["ppid"] == os.getpid()  # launched, not forked
+        assert supervisor.zygote is not None
+        assert supervisor.zygote.pid is None
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("no zygote available" in m for m in messages) == 1  # then it backs off
+
+
 _ORPHAN_SCRIPT = """
 import json, sys, anyio
 from plexisandbox import Supervisor
