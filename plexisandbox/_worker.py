@@ -155,6 +155,8 @@ class WorkerConnection:
         self._stacks: dict[int, tuple[anyio.Event, list[str]]] = {}
         self._ids = itertools.count(1)
         self._slots = anyio.Semaphore(max_in_flight)
+        self._batch: list[bytes] = []
+        self._batch_wake = anyio.Event()
         self._outq: deque[memoryview] = deque()
         self._out_bytes = 0
         self._flushing = False
@@ -184,8 +186,9 @@ class WorkerConnection:
                 self._tg = tg
                 tg.start_soon(self._read_loop)
                 tg.start_soon(self._output_loop)
+                tg.start_soon(self._batch_loop)
                 task_status.started()
-                await anyio.wait_readable(self.launched.pidfd)
+                await anyio.wait_readable(self.launched.exit_fd)  # the status is known
                 # The process is gone: its pipes report EOF; give the readers a moment to
                 # drain the last output lines, then stop them whatever holds the pipes open.
                 with anyio.move_on_after(1.0):
@@ -443,6 +446,26 @@ class WorkerConnection:
         self.logger.info("%s", line)
 
     # -- writing -----------------------------------------------------------------------------
+    def send_ordered(self, frame: bytes, *, batch: bool = False) -> None:
+        """Send a request-path frame: at once, or — with `batch` while other calls are in
+        flight — joined with the frames of the other callers woken in the same pass, one
+        write for all (pipelined calls cost a fraction of a syscall each). Order is kept."""
+        if self._batch or (batch and len(self._pending) > 1):
+            if not self._batch:
+                self._batch_wake.set()
+            self._batch.append(frame)
+        else:
+            self.send_nowait(frame)
+
+    async def _batch_loop(self) -> None:
+        while True:
+            await self._batch_wake.wait()
+            self._batch_wake = anyio.Event()
+            if self._batch:
+                data = b"".join(self._batch)
+                self._batch.clear()
+                self.send_nowait(data)
+
     def send_nowait(self, frame: bytes) -> None:
         """Queue one frame for the worker; never blocks, never splits a frame."""
         if not self.alive or self._kill_cause is not None:
@@ -556,11 +579,16 @@ class WorkerConnection:
         if not self.alive or self._kill_cause is not None:
             raise self.death_error()
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
-        try:
-            with anyio.fail_at(deadline):  # waiting for a free slot counts towards the deadline
-                await self._slots.acquire()
-        except TimeoutError:
-            raise CallTimeout(module=self.name, method=method, timeout=timeout or 0) from None
+        if self._slots.value > 0:
+            # Fast path: Semaphore.acquire() always yields to the event loop once, which is a
+            # whole extra loop pass per call; a free slot needs no wait.
+            self._slots.acquire_nowait()
+        else:
+            try:
+                with anyio.fail_at(deadline):  # waiting for a slot counts towards the deadline
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise CallTimeout(module=self.name, method=method, timeout=timeout or 0) from None
         try:
             if self.exited.is_set():  # died while this caller waited for a slot
                 raise self.death_error()
@@ -570,7 +598,7 @@ class WorkerConnection:
             self._pending[request_id] = pending
             try:
                 with anyio.fail_at(deadline):
-                    self.send_nowait(frame)
+                    self.send_ordered(frame, batch=True)
                     if not self._drained.is_set():
                         await self._drained.wait()
                     await pending.event.wait()
@@ -592,7 +620,7 @@ class WorkerConnection:
             self._slots.release()
 
     def _cancel(self, request_id: int) -> None:
-        self.send_nowait(encode([Op.CANCEL, request_id]))
+        self.send_ordered(encode([Op.CANCEL, request_id]))
         self._cancelling.add(request_id)
         if self._tg is not None:
             self._tg.start_soon(self._enforce_cancel, request_id)
