@@ -247,3 +247,22 @@ def test_uids_are_not_reused_right_away() -> None:
     second = b.acquire()  # a fresh allocator continues the round, it does not restart it
     second.release()
     assert second.uid != first.uid
+
+
+def test_verify_does_not_take_the_workers_word() -> None:
+    """This (unconfined) test process claims every layer; /proc contradicts four of them."""
+    from plexisandbox._verify import verify_confinement
+    from plexisandbox.errors import ConfinementUnavailable
+
+    policy = derive(ModulePermissions())
+    claim = {"layers": ["env", *policy.layers], "missing": {}}
+    with pytest.raises(ConfinementUnavailable) as info:
+        verify_confinement(os.getpid(), policy, dict(claim), uid=1_610_000_123)
+    assert info.value.layer == "uid"
+    lenient = derive(ModulePermissions(), strict=False)
+    report = dict(claim)
+    active = verify_confinement(os.getpid(), lenient, report, uid=1_610_000_123)
+    assert set(report["missing"]) == {"uid", "netns", "no_new_privs", "seccomp"}
+    assert all(v.startswith("host check failed") for v in report["missing"].values())
+    # Landlock leaves no trace in /proc: the report is all there is (docs/security.md).
+    assert active == ["env", "rlimits", "landlock", "landlock_net", "landlock_scope"]
