@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import random
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from ._datadir import prepare_data_dir, release_after_exit
-from ._events import matches
 from ._limits import Limits, RestartPolicy, RestartStrategy
 from ._policy import SandboxPolicy, derive_policy
 from ._protocol import Op
@@ -39,6 +40,8 @@ __all__ = ["ModuleHandle", "ModuleStats"]
 
 _log = logging.getLogger("plexisandbox")
 _BOOT_TIMEOUT = 20.0
+#: Event patterns one module may subscribe to; more is a protocol violation.
+MAX_SUBSCRIPTIONS = 256
 _SHUTDOWN_GRACE = 5.0
 
 
@@ -120,6 +123,7 @@ class ModuleHandle:
         self._stopping = False
         self._target_state = ModuleState.LOADED
         self.subscriptions: set[str] = set()
+        self._matcher: re.Pattern[str] | Literal[False] | None = None
         #: The contract-validation report from load() (None when validate=False).
         self.validation: dict[str, Any] | None = None
         #: Permissions another module must hold to call this one (Supervisor.load()).
@@ -224,7 +228,8 @@ class ModuleHandle:
                 await self._close(conn)
                 conn = await self._spawn(policy)
             self.declared, self.policy = declared, policy
-            self.subscriptions.update(self.description.get("subscriptions", ()))
+            for pattern in self.description.get("subscriptions", ()):
+                self.subscribe(pattern)
             self._conn = conn  # from here on its events and requests are this module's
             result = await conn.request(Op.LIFE, "configure", self.config, _BOOT_TIMEOUT)
             if not isinstance(result, dict) or result.get("ok") is not True:
@@ -541,9 +546,30 @@ class ModuleHandle:
         """The permissions the module may use: declared, which load() checked ⊆ granted."""
         return self.declared.names() if self.declared is not None else frozenset()
 
+    def subscribe(self, pattern: str) -> bool:
+        """Record a subscription; False when the module already has `MAX_SUBSCRIPTIONS`."""
+        if pattern in self.subscriptions:
+            return True
+        if len(self.subscriptions) >= MAX_SUBSCRIPTIONS or not pattern or len(pattern) > 200:
+            return False
+        self.subscriptions.add(pattern)
+        self._matcher = None
+        return True
+
     def wants(self, event: str) -> bool:
-        """Whether the module subscribed to `event` (exactly or by a wildcard pattern)."""
-        return any(matches(pattern, event) for pattern in self.subscriptions)
+        """Whether the module subscribed to `event` (exactly or by a wildcard pattern).
+
+        Every publish asks every module, so wildcard patterns are compiled once into a
+        single regex (rebuilt only when the subscriptions change).
+        """
+        if event in self.subscriptions:
+            return True
+        if self._matcher is None:
+            wild = [p for p in self.subscriptions if any(c in p for c in "*?[")]
+            self._matcher = (
+                re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in wild)) if wild else False
+            )
+        return bool(self._matcher and self._matcher.match(event))
 
     def deliver_event(self, frame: bytes) -> int:
         """Queue an encoded EVENT frame; 1 if queued, 0 if dropped (counted, logged)."""
@@ -567,9 +593,13 @@ class ModuleHandle:
         conn.send_nowait(frame)
         return 1
 
-    def events_handled(self, count: int) -> None:
-        """The worker reports `count` more events handled: reopen the window."""
-        self._events_unacked = max(0, self._events_unacked - max(0, count))
+    def events_handled(self, count: int) -> bool:
+        """The worker reports `count` more events handled: reopen the window. False when it
+        claims more than it was sent (a forged report to escape the bound)."""
+        if not 0 < count <= self._events_unacked:
+            return False
+        self._events_unacked -= count
+        return True
 
     # -- introspection -----------------------------------------------------------------------
     def stats(self) -> ModuleStats:
@@ -633,6 +663,10 @@ def _check_description(name: str, description: dict[str, Any]) -> dict[str, Any]
             raise ProtocolViolation(f"READY description lacks a valid {key!r}", module=name)
     if not all(isinstance(m, str) for m in description["methods"]):
         raise ProtocolViolation("READY methods must be strings", module=name)
+    if len(description["subscriptions"]) > MAX_SUBSCRIPTIONS:
+        raise ProtocolViolation(
+            f"more than {MAX_SUBSCRIPTIONS} event subscriptions at start-up", module=name
+        )
     if not all(isinstance(s, str) for s in description["subscriptions"]):
         raise ProtocolViolation("READY subscriptions must be strings", module=name)
     try:

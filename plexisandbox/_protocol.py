@@ -153,16 +153,27 @@ def _ext_hook(code: int, data: bytes) -> Any:
     raise ProtocolError(f"msgpack ext type {code} is not allowed (only timestamps)")
 
 
+#: Non-empty containers the depth check visits before it refuses a message outright: the walk
+#: must stay cheap even for a frame of millions of tiny containers (an amplification attack).
+MAX_CONTAINERS: Final = 200_000
+
+
 def _depth_exceeds(value: Any, limit: int) -> bool:
+    # Empty containers cannot nest deeper, so only non-empty ones are pushed; the budget bounds
+    # the walk whatever the shape.
     stack: list[tuple[Any, int]] = [(value, 1)]
+    budget = MAX_CONTAINERS
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             return True
-        if isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, list | dict))
-        elif isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, list | dict))
+        children = item if isinstance(item, list) else item.values()
+        for child in children:
+            if child and isinstance(child, list | dict):
+                budget -= 1
+                if budget < 0:
+                    raise ProtocolError(f"message holds more than {MAX_CONTAINERS} containers")
+                stack.append((child, depth + 1))
     return False
 
 
@@ -182,8 +193,8 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
             ext_hook=_ext_hook,
             max_str_len=max_frame,
             max_bin_len=max_frame,
-            max_array_len=4 * 1024 * 1024,
-            max_map_len=1024 * 1024,
+            max_array_len=1024 * 1024,
+            max_map_len=256 * 1024,
             max_ext_len=16,
         )
     except ProtocolError:
@@ -191,7 +202,11 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
     except Exception as exc:  # msgpack raises many types for malformed input
         raise ProtocolError(f"undecodable frame body ({type(exc).__name__}: {exc})") from exc
     # Only bodies longer than MAX_DEPTH bytes can nest deeper than MAX_DEPTH.
-    if len(body) > MAX_DEPTH and _depth_exceeds(value, MAX_DEPTH):
+    if (
+        len(body) > MAX_DEPTH
+        and isinstance(value, list | dict)
+        and _depth_exceeds(value, MAX_DEPTH)
+    ):
         raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")
     return value
 

@@ -18,7 +18,7 @@ from ._launcher import LaunchedWorker, launch_worker
 from ._limits import Limits, RestartPolicy
 from ._metrics import metrics_text
 from ._policy import HostFacts, file_access_declared
-from ._protocol import Op, encode
+from ._protocol import DEFAULT_MAX_FRAME, Op, encode
 from ._sources import check_name, resolve_source
 from ._uids import UidAllocator
 from ._watchdog import Watchdog
@@ -282,6 +282,7 @@ class Supervisor:
 
         Raises:
             TypeError: `data` cannot be carried by msgpack.
+            ValueError: the event encodes to more than a worker accepts (16 MiB).
         """
         return self._publish(event, data, source, None)
 
@@ -303,6 +304,12 @@ class Supervisor:
 
     def _publish(self, event: str, data: Any, source: str, exclude: ModuleHandle | None) -> int:
         frame = encode([Op.EVENT, event, data, source])  # encoded once for all subscribers
+        if len(frame) - 4 > DEFAULT_MAX_FRAME:
+            # A frame a worker would refuse: refuse it here, before any subscriber dies of it.
+            raise ValueError(
+                f"event {event[:80]!r} from {source} encodes to {len(frame) - 4} bytes; "
+                f"events are limited to {DEFAULT_MAX_FRAME} bytes"
+            )
         queued = 0
         for handle in self._modules.values():
             if handle is exclude or not handle.wants(event):
@@ -322,14 +329,18 @@ class Supervisor:
                 conn.reply(message[1], False, ["ServiceError", "the module is not loaded yet"])
             return
         if op is Op.SUBSCRIBE:
-            handle.subscriptions.add(message[1][:200])
+            if not handle.subscribe(message[1]):
+                conn.violate(
+                    "subscribed to more than 256 event patterns (or one longer than 200 characters)"
+                )
         elif op is Op.EVENT_DONE:
-            handle.events_handled(message[1])
+            if not handle.events_handled(message[1]):
+                conn.violate(f"reported {message[1]} events handled, more than it was sent")
         elif op is Op.EMIT:
             try:
                 self._publish(message[1][:200], message[2], handle.name, handle)
-            except TypeError as exc:  # pragma: no cover - decoded values always re-encode
-                conn.violate(f"emitted an event that cannot be re-encoded: {exc}")
+            except (TypeError, ValueError) as exc:
+                conn.violate(f"emitted an event that cannot be delivered: {exc}")
         elif op is Op.REQUEST:
             if handle.requests_in_flight >= handle.limits.max_in_flight:
                 conn.reply(

@@ -15,6 +15,8 @@ import itertools
 import logging
 import math
 import os
+import re
+import secrets
 import signal
 import time
 from collections import deque
@@ -117,6 +119,16 @@ def encode_for_worker(message: list[Any], what: str) -> bytes:
     return frame
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Worker text made safe for the host's logs: control characters (ANSI escapes, carriage
+    returns) escaped, and continuation lines marked so no line can pass for a host record."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text.replace("\n", "\n    | ")
+
+
 class _Pending:
     __slots__ = ("acked", "error", "event", "method", "value")
 
@@ -158,6 +170,7 @@ class WorkerConnection:
         self._batch: list[bytes] = []
         self._batch_wake = anyio.Event()
         self._outq: deque[memoryview] = deque()
+        self._hard_cap = max(64 * 1024 * 1024, 4 * max_frame)
         self._out_bytes = 0
         self._flushing = False
         self._drained = anyio.Event()
@@ -368,16 +381,18 @@ class WorkerConnection:
             if event is not None:
                 event.set()
         elif op is Op.LOG:
+            if not self._admit_line():
+                return
             level = min(max(int(message[1]), logging.DEBUG), logging.CRITICAL)
-            source = message[2][:100]
-            text = message[3][:8192]
+            source = clean_text(message[2][:100])
+            text = clean_text(message[3][:8192])
             self.logger.log(
                 level, "%s", text if source == self.logger.name else f"[{source}] {text}"
             )
         elif op is Op.STACKS_DUMP:
             waiter = self._stacks.get(message[1])
             if waiter is not None:
-                waiter[1].append(message[2][:65536])
+                waiter[1].append(clean_text(message[2][:65536]))
                 waiter[0].set()
         elif op in (Op.HELLO, Op.CONFINED, Op.READY, Op.FATAL):
             if op is not Op.FATAL and op is not self._phase:
@@ -427,11 +442,16 @@ class WorkerConnection:
             self._output_done.set()
 
     def _relay_line(self, raw: bytes, truncated: bool = False) -> None:
-        line = raw.decode("utf-8", "replace")
+        line = clean_text(raw.decode("utf-8", "replace"))
         if len(line) > _MAX_LINE or truncated:
             line = line[:_MAX_LINE] + " …[line truncated]"
         self.output_tail.append(line)
-        # Token bucket: 500 lines/s sustained, bursts of 2000; drops are counted and said.
+        if self._admit_line():
+            self.logger.info("%s", line)
+
+    def _admit_line(self) -> bool:
+        # One token bucket for output lines and log records: 500/s sustained, bursts of 2000.
+        # Drops are counted (stats().output_lines_dropped) and said, never silent.
         now = time.monotonic()
         self._line_tokens = min(2000.0, self._line_tokens + (now - self._line_clock) * 500)
         self._line_clock = now
@@ -441,9 +461,9 @@ class WorkerConnection:
                 self.logger.warning(
                     "output rate limit: %d lines dropped so far", self.lines_dropped
                 )
-            return
+            return False
         self._line_tokens -= 1
-        self.logger.info("%s", line)
+        return True
 
     # -- writing -----------------------------------------------------------------------------
     def send_ordered(self, frame: bytes, *, batch: bool = False) -> None:
@@ -482,7 +502,16 @@ class WorkerConnection:
             frame = frame[written:]
         self._outq.append(memoryview(frame))
         self._out_bytes += len(frame)
-        if self._out_bytes > _HIGH_WATER:
+        if self._out_bytes > self._hard_cap:
+            # Events and replies are queued without waiting; a worker that stops reading its
+            # channel must not make the host buffer without bound.
+            self.kill(
+                "unresponsive",
+                f"not reading its channel: {self._out_bytes} bytes queued for it",
+            )
+            self._outq.clear()
+            return
+        if self._out_bytes > _HIGH_WATER and self._drained.is_set():
             self._drained = anyio.Event()
         if not self._flushing and self._tg is not None:
             self._flushing = True
@@ -532,8 +561,15 @@ class WorkerConnection:
             raise self.death_error() from None
         if message[0] == Op.FATAL:
             _, where, kind, text, trace = message
-            await self.exited.wait()
-            if where.startswith("confine:"):
+            # A worker that reports FATAL exits at once; one that lingers (module code can
+            # forge a FATAL at import time) is killed, so load() never waits unbounded.
+            with anyio.move_on_after(_EOF_GRACE):
+                await self.exited.wait()
+            if not self.exited.is_set():
+                self.kill("failed_start", f"sent FATAL ({where[:32]}) but did not exit")
+                await self.exited.wait()
+            # Only the confinement phase can report a missing layer; later it is module code.
+            if where.startswith("confine:") and op is Op.CONFINED:
                 raise ConfinementUnavailable(
                     module=self.name, layer=where.partition(":")[2][:64], detail=text[:2000]
                 )
@@ -552,8 +588,8 @@ class WorkerConnection:
         if theirs != WIRE_VERSION:
             reason = (
                 f"wire protocol mismatch: supervisor speaks v{WIRE_VERSION}, worker speaks "
-                f"v{theirs}. The worker runtime comes from a different plexisandbox install; "
-                "reinstall plexisandbox so both sides come from the same version"
+                f"v{str(theirs)[:40]}. The worker runtime comes from a different plexisandbox "
+                "install; reinstall plexisandbox so both sides come from the same version"
             )
             self.violate(reason)
             await self.exited.wait()
@@ -656,7 +692,7 @@ class WorkerConnection:
         `control=True`, its control thread (alive even while module code is busy)."""
         if not self.alive:
             return False
-        ping_id = next(self._ids)
+        ping_id = secrets.randbits(62)  # unguessable: a worker cannot answer in advance
         event = anyio.Event()
         self._pings[ping_id] = event
         try:
@@ -675,7 +711,7 @@ class WorkerConnection:
         """Every thread's Python stack from the worker, via its control thread."""
         if not self.alive:
             return None
-        stack_id = next(self._ids)
+        stack_id = secrets.randbits(62)
         event, holder = anyio.Event(), list[str]()
         self._stacks[stack_id] = (event, holder)
         try:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from plexisandbox._configcheck import check_config
-from plexisandbox._protocol import FrameDecoder, Op, encode
+from plexisandbox._protocol import FrameDecoder, Op, ProtocolError, encode
 from plexisandbox.errors import PermissionDenied, SandboxError, ServiceError
 from plexisandbox.interfaces import BaseModule, ModuleState
 
@@ -127,7 +127,14 @@ class Runtime:
             if not self.closed.done():
                 self.closed.set_result(None)
             return
-        for message in self.decoder.feed(data):
+        try:
+            messages = self.decoder.feed(data)
+        except ProtocolError as exc:
+            # The host never sends a bad frame; if one arrives the channel is unusable.
+            # Exiting (rather than failing on every later read) lets the host see why.
+            os.write(2, f"plexisandbox worker: bad frame from the host: {exc}\n".encode())
+            os._exit(69)
+        for message in messages:
             self._dispatch(message)
 
     def _dispatch(self, message: list[Any]) -> None:
