@@ -93,6 +93,9 @@ class Probe(BaseModule):
 
     async def shutdown(self) -> bool:
         print(f"shutdown hook ran after {self.hook_log}")
+        delay = self.configuration.custom_config.get("shutdown_delay")
+        if delay:
+            await asyncio.sleep(delay)
         await super().shutdown()
         return self._hook("shutdown")
 
