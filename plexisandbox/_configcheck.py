@@ -20,10 +20,16 @@ _TRIVIAL: tuple[dict[str, Any], ...] = ({}, {"type": "object"})
 
 
 def json_path(parts: Any) -> str:
-    """`deque(['a', 0, 'b'])` → `$.a[0].b`."""
+    """`deque(['a', 0, 'b'])` → `$.a[0].b`; a key that is not a plain name is bracketed,
+    `['a.b']`, so that the path stays unambiguous."""
     out = "$"
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).isidentifier():
+            out += f".{part}"
+        else:
+            out += "['" + str(part).replace("\\", "\\\\").replace("'", "\\'") + "']"
     return out
 
 

@@ -26,7 +26,11 @@ GUIDE_SCHEMA: dict[str, Any] = {
         (["a"], "$.a"),
         (["a", 0, "b"], "$.a[0].b"),
         (deque([3, 1]), "$[3][1]"),
-        (["with space"], "$.with space"),
+        (["with space"], "$['with space']"),
+        (["a.b", "c"], "$['a.b'].c"),
+        (["it's"], "$['it\\'s']"),
+        (["back\\slash"], "$['back\\\\slash']"),
+        (["ünïcode_ok"], "$.ünïcode_ok"),
     ],
 )
 def test_json_path(parts: Any, path: str) -> None:
