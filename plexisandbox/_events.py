@@ -181,7 +181,7 @@ class EventBus:
         """
         svc = self.services.get(service)
         if svc is None:
-            audit_log.info("module=%s service=%s decision=unknown", module, service)
+            audit_log.info("module=%s service=%r decision=unknown", module, service)
             known = ", ".join(sorted(self.services)) or "none"
             raise ServiceError(
                 f"no host service named {service!r} (registered: {known})", module=module
@@ -190,7 +190,7 @@ class EventBus:
         if missing:
             svc.denied += 1
             audit_log.warning(
-                "module=%s service=%s decision=denied missing=%s",
+                "module=%s service=%r decision=denied missing=%s",
                 module,
                 service,
                 ",".join(missing),
@@ -203,18 +203,21 @@ class EventBus:
                 missing=missing,
             )
         svc.calls += 1
-        audit_log.info("module=%s service=%s decision=allowed", module, service)
+        audit_log.info("module=%s service=%r decision=allowed", module, service)
         return svc
 
 
-async def run_service(svc: Service, module: str, kwargs: dict[str, Any]) -> Any:
-    """Call a service function (sync functions run in a thread)."""
+async def run_service(
+    svc: Service, module: str, kwargs: dict[str, Any], limiter: anyio.CapacityLimiter
+) -> Any:
+    """Call a service function; sync functions run in a thread, at most `limiter`'s tokens
+    at once for this module (one module hammering a slow service cannot take every thread)."""
     if svc.wants_caller:
         kwargs = {**kwargs, "caller": module}
     function: Callable[..., Any] = svc.function
     if inspect.iscoroutinefunction(function):
         return await function(**kwargs)
-    result = await anyio.to_thread.run_sync(lambda: function(**kwargs))
+    result = await anyio.to_thread.run_sync(lambda: function(**kwargs), limiter=limiter)
     if inspect.isawaitable(result):
         return await result
     return result

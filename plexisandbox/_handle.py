@@ -121,6 +121,8 @@ class ModuleHandle:
         self._latencies: deque[float] = deque(maxlen=2048)
         self.last_exit: ExitInfo | None = None
         self._stopping = False
+        self._recovery: anyio.CancelScope | None = None
+        self._unloaded = anyio.Event()
         self._target_state = ModuleState.LOADED
         self.subscriptions: set[str] = set()
         self._matcher: re.Pattern[str] | Literal[False] | None = None
@@ -129,6 +131,8 @@ class ModuleHandle:
         #: Permissions another module must hold to call this one (Supervisor.load()).
         self.call_requires: frozenset[str] = frozenset()
         self.requests_in_flight = 0
+        #: Threads this module's calls to sync host services may occupy at once.
+        self.service_limiter = anyio.CapacityLimiter(4)
         self._events_unacked = 0
         self.events_delivered = 0
         self.events_dropped = 0
@@ -144,6 +148,10 @@ class ModuleHandle:
         return self._state
 
     def _set(self, state: ModuleState) -> None:
+        # Once shutdown() has begun, a recovery still unwinding must not move the module
+        # anywhere but towards UNLOADED.
+        if self._stopping and state not in (ModuleState.UNLOADING, ModuleState.UNLOADED):
+            return
         if state is not self._state:
             self._state = state
             self.history.append((time.time(), state))
@@ -359,9 +367,14 @@ class ModuleHandle:
         """
         if self._state is ModuleState.UNLOADED:
             return
+        if self._state is ModuleState.UNLOADING:  # a shutdown is already under way: join it
+            await self._unloaded.wait()
+            return
         check_transition(self.name, "shutdown", self._state)
         self._stopping = True
         self._set(ModuleState.UNLOADING)
+        if self._recovery is not None:
+            self._recovery.cancel()
         conn = self._conn
         if conn is not None and conn.alive:
             try:
@@ -372,6 +385,7 @@ class ModuleHandle:
             await self._close(conn)
         self._conn = None
         self._set(ModuleState.UNLOADED)
+        self._unloaded.set()
 
     # -- calls -------------------------------------------------------------------------------
     def _require_conn(self, operation: str) -> WorkerConnection:
@@ -460,7 +474,12 @@ class ModuleHandle:
         if not self._should_restart(info):
             self._set(ModuleState.FAILED)
             return
-        await self._restart_with_backoff()
+        # shutdown() cancels this scope: a restart must never bring an unloaded module back.
+        with anyio.CancelScope() as self._recovery:
+            try:
+                await self._restart_with_backoff()
+            finally:
+                self._recovery = None
 
     def _should_restart(self, info: ExitInfo | None) -> bool:
         policy = self.restart_policy

@@ -21,7 +21,10 @@ from .interfaces import BaseModule
 __all__ = ["ENTRY_POINT_GROUP", "ResolvedSource", "check_name", "resolve_source"]
 
 ENTRY_POINT_GROUP = "plexisandbox.modules"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# No dots: a dotted name would become a child logger of another module's logger.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: Names that would be confused with the host itself (the source of host-emitted events).
+_RESERVED = frozenset({"host", "supervisor", "plexisandbox"})
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,11 @@ def check_name(name: str) -> str:
     Raises:
         ValueError: the name has characters outside [A-Za-z0-9_.-] or is too long.
     """
-    if not _NAME.match(name) or name in (".", ".."):
+    if not _NAME.match(name) or name.lower() in _RESERVED:
         raise ValueError(
-            f"module name {name!r} is not allowed: use 1-64 characters from A-Z a-z 0-9 _ . - "
-            "starting with a letter or digit (pass name= to Supervisor.load())"
+            f"module name {name!r} is not allowed: use 1-64 characters from A-Z a-z 0-9 _ - "
+            "starting with a letter or digit, and not one of "
+            f"{', '.join(sorted(_RESERVED))} (pass name= to Supervisor.load())"
         )
     return name
 
@@ -56,9 +60,10 @@ def _from_file(path: str, cls_name: str | None) -> ResolvedSource:
         raise FileNotFoundError(f"module file {path!r} does not exist")
     stem = os.path.splitext(os.path.basename(real))[0]
     safe_stem = re.sub(r"\W", "_", stem)
+    default = cls_name or safe_stem
     spec = {"kind": "file", "path": real, "stem": safe_stem, "class": cls_name}
     label = f"{path}:{cls_name}" if cls_name else path
-    return ResolvedSource(spec, cls_name or stem, (os.path.dirname(real),), label, real)
+    return ResolvedSource(spec, default, (os.path.dirname(real),), label, real)
 
 
 def _find_on_path(module: str) -> tuple[str, str]:

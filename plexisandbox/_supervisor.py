@@ -89,20 +89,29 @@ class Supervisor:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None
-        with anyio.CancelScope(shield=True):
-            await self.aclose()
-        self._tg.cancel_scope.cancel()
-        # The body's own exception (PermissionDenied, …) must reach the caller as itself, not
-        # wrapped in an ExceptionGroup: the task group only reports its tasks' failures.
-        await self._tg.__aexit__(None, None, None)
-        self._tg = None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            self._tg.cancel_scope.cancel()
+            # The body's own exception (PermissionDenied, …) must reach the caller as itself,
+            # not wrapped in an ExceptionGroup: the task group reports only its tasks' failures.
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
         return None
 
     async def aclose(self) -> None:
         """Shut every module down (each bounded by a grace period), concurrently."""
+
+        async def shut(handle: ModuleHandle) -> None:
+            try:
+                await handle.shutdown()
+            except Exception:  # one module's failure must not keep the others running
+                _log.exception("module %s: shutdown failed; its worker is killed", handle.name)
+
         async with anyio.create_task_group() as tg:
             for handle in list(self._modules.values()):
-                tg.start_soon(handle.shutdown)
+                tg.start_soon(shut, handle)
         self._modules.clear()
         self.bus.close()
         if self.zygote is not None:
@@ -369,14 +378,14 @@ class Supervisor:
         except TimeoutError:
             conn.reply(request_id, False, ["ServiceError", f"{kind} {target!r} timed out"])
         except SandboxError as exc:  # from a callee module: its first line, not its traceback
-            first = str(exc.args[0] if exc.args else exc).splitlines()[0][:1000]
-            conn.reply(request_id, False, ["ServiceError", first])
+            lines = str(exc.args[0] if exc.args else type(exc).__name__).splitlines()
+            conn.reply(request_id, False, ["ServiceError", (lines or [""])[0][:1000]])
         except Exception as exc:
             _log.exception("host service %r called by module %s failed", target, handle.name)
             conn.reply(
                 request_id,
                 False,
-                ["ServiceError", f"host service {target!r} failed ({type(exc).__name__})"],
+                ["ServiceError", f"host service {target[:200]!r} failed ({type(exc).__name__})"],
             )
         finally:
             handle.requests_in_flight -= 1
@@ -387,7 +396,7 @@ class Supervisor:
         held = handle.held()
         if kind == "service":
             service = self.bus.check_service(handle.name, target, held)
-            return await run_service(service, handle.name, kwargs)
+            return await run_service(service, handle.name, kwargs, handle.service_limiter)
         if kind == "module":
             callee = self._modules.get(target)
             if callee is None:
@@ -395,7 +404,7 @@ class Supervisor:
             missing = sorted(callee.call_requires - held)
             if missing:
                 audit_log.warning(
-                    "module=%s call=%s.%s decision=denied missing=%s",
+                    "module=%s call=%r.%r decision=denied missing=%s",
                     handle.name,
                     target,
                     method,
@@ -407,6 +416,9 @@ class Supervisor:
                     module=handle.name,
                     missing=missing,
                 )
-            audit_log.info("module=%s call=%s.%s decision=allowed", handle.name, target, method)
+            audit_log.info("module=%s call=%r.%r decision=allowed", handle.name, target, method)
+            # The caller's own deadline is the request's; a `timeout` argument is not a way to
+            # make the callee's deadline (and its cancel-and-kill) whatever the caller likes.
+            kwargs.pop("timeout", None)
             return await callee.call(method, **kwargs)
         raise ServiceError(f"unknown request kind {kind!r}", module=handle.name)

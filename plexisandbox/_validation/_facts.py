@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,8 @@ class _Unknown:
 
 UNKNOWN: Any = _Unknown()
 
+
+_PARSE_LOCK = threading.Lock()
 
 @dataclass
 class FuncFacts:
@@ -293,7 +296,11 @@ def read_facts(
             return facts
         with open(path, "rb") as f:
             source = f.read()
-        tree = ast.parse(source, filename=path)
+        # CPython 3.11's parser keeps its recursion-depth counter per interpreter, not per
+        # thread: concurrent parses from the validation threads can fail with
+        # "SystemError: AST recursion depth mismatch". One parse at a time.
+        with _PARSE_LOCK:
+            tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
         facts.error = f"{exc.msg}"
         facts.error_line = exc.lineno or 1

@@ -154,7 +154,7 @@ async def test_service_denied_without_messaging_is_audited(
         assert "messaging" in info.value.remote_message
         assert calls == []
         assert any(
-            "module=nomsg service=messages.send decision=denied" in r.getMessage()
+            "module=nomsg service='messages.send' decision=denied" in r.getMessage()
             for r in caplog.records
         )
 
