@@ -174,3 +174,17 @@ async def test_crashing_module_restarts_then_fails_after_max_restarts() -> None:
         assert probe.stats().restarts == 2
         assert probe.pid is None
         assert ModuleState.ERROR in [state for _, state in probe.history]
+
+
+async def test_worker_closing_its_channel_is_killed_and_its_calls_end(
+    sup: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plexisandbox._worker
+
+    monkeypatch.setattr(plexisandbox._worker, "_EOF_GRACE", 0.3)
+    probe = await sup.load(PROBE)
+    await probe.start()
+    with anyio.fail_after(10), pytest.raises(WorkerCrashed) as info:
+        await probe.call("close_channel", timeout=60)
+    assert "closed its channel" in str(info.value)
+    await until(lambda: probe.state is ModuleState.FAILED)

@@ -148,6 +148,20 @@ class Probe(BaseModule):
             print(last_words, file=sys.stderr, flush=True)
         os._exit(code)
 
+    async def close_channel(self) -> None:
+        """Close this worker's end of the worker→host pipe, then linger."""
+        import fcntl
+
+        for fd in range(3, 256):
+            try:
+                mode = os.fstat(fd).st_mode
+                flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            except OSError:
+                continue
+            if stat.S_ISFIFO(mode) and flags & os.O_ACCMODE == os.O_WRONLY:
+                os.close(fd)
+        await asyncio.sleep(60)
+
     # -- time and cancellation -----------------------------------------------------------------
     async def sleep(self, seconds: float, token: str = "") -> str:
         """Sleep; remembers whether it started, finished or was cancelled."""
