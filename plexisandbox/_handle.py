@@ -376,16 +376,19 @@ class ModuleHandle:
         if self._recovery is not None:
             self._recovery.cancel()
         conn = self._conn
-        if conn is not None and conn.alive:
-            try:
+        try:
+            if conn is not None and conn.alive:
                 with anyio.move_on_after(_SHUTDOWN_GRACE):
                     await conn.request(Op.LIFE, "shutdown", None, _SHUTDOWN_GRACE)
-            except SandboxError as exc:
-                _log.warning("module %s: shutdown() failed: %s", self.name, exc)
-            await self._close(conn)
-        self._conn = None
-        self._set(ModuleState.UNLOADED)
-        self._unloaded.set()
+        except SandboxError as exc:
+            _log.warning("module %s: shutdown() failed: %s", self.name, exc)
+        finally:
+            # Even when the caller is cancelled during the module's hook, the worker ends.
+            if conn is not None:
+                await self._close(conn)  # shielded
+            self._conn = None
+            self._set(ModuleState.UNLOADED)
+            self._unloaded.set()
 
     # -- calls -------------------------------------------------------------------------------
     def _require_conn(self, operation: str) -> WorkerConnection:

@@ -340,12 +340,6 @@ async def test_unload_while_the_module_is_starting() -> None:
         assert probe.state is S.UNLOADED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in _handle.py: shutdown() cancelled while the module's shutdown hook runs "
-    "skips closing the worker; unload() has already forgotten the module, so its worker runs "
-    "on (state UNLOADING) until the supervisor exits (see the report)",
-)
 async def test_cancelled_unload_still_ends_the_worker() -> None:
     async with Supervisor(restart=NO_RESTART) as sup:
         probe = await sup.load(PROBE, config={"shutdown_delay": 30})
