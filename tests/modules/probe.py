@@ -220,6 +220,10 @@ class Probe(BaseModule):
         for i in range(lines):
             print(f"flood line {i}")
 
+    async def log_flood(self, records: int) -> None:
+        for i in range(records):
+            self.logger.warning("flood record %d", i)
+
     async def raw_stdout(self, data: bytes) -> None:
         os.write(1, data)
 
