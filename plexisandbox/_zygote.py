@@ -7,7 +7,8 @@ worker runtime, calls `gc.freeze()` and then forks one child per module on reque
 (`plexisandbox_worker.zygote` has the protocol). The child runs the same `main()` a launched
 worker runs, so everything after the fork — the parent-death signal, closing every descriptor
 but the channel's, the handshake, the module's own uid, namespaces, Landlock and seccomp — is
-identical; only the ~10 ms of exec and imports are gone.
+identical; what is gone is the exec and the imports (~60 ms to HELLO here, ~4 ms forked;
+benchmarks/cold_start.py measures both).
 
 Exit status: the worker is the zygote's child, not ours, so the zygote reaps it and reports
 the status through a per-worker status pipe (`ZygoteChild`), which is also what wakes the
