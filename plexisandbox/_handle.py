@@ -16,7 +16,7 @@ import anyio
 from ._datadir import prepare_data_dir, release_after_exit
 from ._limits import Limits, RestartPolicy, RestartStrategy
 from ._policy import SandboxPolicy, derive_policy
-from ._protocol import Op
+from ._protocol import WIRE_VERSION, Op
 from ._sources import ResolvedSource
 from ._states import check_transition
 from ._verify import verify_confinement
@@ -188,7 +188,7 @@ class ModuleHandle:
         await self._sup._task_group.start(conn.run)
         self._sup._task_group.start_soon(release_after_exit, conn, lease, policy, self.limits)
         boot = {
-            "wire": 1,
+            "wire": WIRE_VERSION,
             "module": self.name,
             "policy": wire,
             "source": self.source.spec,

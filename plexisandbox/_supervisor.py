@@ -172,6 +172,11 @@ class Supervisor:
             ModuleError: importing or instantiating the module raised.
             ValueError: the name is invalid or already in use.
         """
+        if config is not None and not isinstance(config, Mapping):
+            raise TypeError(
+                f"config must be a mapping (a dict of the module's settings), got "
+                f"{type(config).__name__}"
+            )
         resolved = resolve_source(source)
         module_name = check_name(name or resolved.default_name)
         if module_name in self._modules:

@@ -465,6 +465,9 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
         """Validate configuration against `get_config_schema()`."""
         if not isinstance(config, dict):
             return False
+        schema = self.get_config_schema()
+        if schema in ({}, {"type": "object"}):
+            return True  # any object: no need to import jsonschema (tens of ms at start-up)
         try:
             import jsonschema
         except ImportError:  # pragma: no cover - jsonschema is a runtime dependency
