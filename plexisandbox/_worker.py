@@ -11,6 +11,7 @@ cheapest path anyio offers on both asyncio and trio (see benchmarks/).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -49,6 +50,8 @@ from .errors import (
 )
 
 __all__ = ["ExitInfo", "WorkerConnection"]
+
+_log = logging.getLogger("plexisandbox")
 
 _MAX_LINE = 2048  # characters of one stdout/stderr line relayed to logging
 _TAIL_LINES = 20
@@ -127,6 +130,14 @@ def clean_text(text: str) -> str:
     returns) escaped, and continuation lines marked so no line can pass for a host record."""
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     return text.replace("\n", "\n    | ")
+
+
+def _running_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        return False
+    return True
 
 
 class _Pending:
@@ -330,29 +341,73 @@ class WorkerConnection:
         return not self.exited.is_set()
 
     # -- reading ---------------------------------------------------------------------------
+    def _consume(self, data: bytes) -> bool:
+        """Parse and dispatch bytes from the worker; False once it broke the protocol."""
+        try:
+            for message in self._decoder.feed(data):
+                self._dispatch(check_shape(message), message)
+        except ProtocolError as exc:
+            self.violate(str(exc))
+            return False
+        return True
+
     async def _read_loop(self) -> None:
         fd = self.launched.data_read
-        while True:
-            await anyio.wait_readable(fd)
-            try:
-                data = os.read(fd, 1 << 20)
-            except BlockingIOError:
-                continue
-            except OSError:
-                break
-            if not data:
-                break
-            try:
-                for message in self._decoder.feed(data):
-                    self._dispatch(check_shape(message), message)
-            except ProtocolError as exc:
-                self.violate(str(exc))
+        if _running_asyncio():
+            if not await self._read_with_asyncio_reader(fd):
                 return
+        else:
+            while True:
+                await anyio.wait_readable(fd)
+                try:
+                    data = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                if not self._consume(data):
+                    return
         # The worker closed its end of the channel. A worker that keeps running without a
         # channel is of no use to anyone: kill it if it does not exit by itself.
         with anyio.move_on_after(_EOF_GRACE):
             await self.exited.wait()
         self.kill("crash", "closed its channel")
+
+    async def _read_with_asyncio_reader(self, fd: int) -> bool:
+        """asyncio fast path: one persistent reader callback that parses and dispatches in
+        place. anyio's wait_readable() registers and unregisters the fd with epoll on every
+        call and needs a task switch per read — most of the host's cost of a small call.
+        Returns False when the worker broke the protocol, True at end of file."""
+        loop = asyncio.get_running_loop()
+        done = anyio.Event()
+        outcome = [True]
+
+        def on_readable() -> None:
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            try:
+                ok = bool(data) and self._consume(data)
+            except Exception as exc:  # never let a frame break the event loop's callback
+                _log.exception("error handling a frame from module %s", self.name)
+                self.violate(f"frame could not be handled: {type(exc).__name__}")
+                ok = False
+            if not ok:
+                outcome[0] = not data  # end of file, not a violation
+                loop.remove_reader(fd)
+                done.set()
+
+        loop.add_reader(fd, on_readable)
+        try:
+            await done.wait()
+        finally:
+            loop.remove_reader(fd)
+        return outcome[0]
 
     def _dispatch(self, op: Op, message: list[Any]) -> None:
         if op is Op.RESULT or op is Op.ERROR:
