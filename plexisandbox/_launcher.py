@@ -112,10 +112,15 @@ class LaunchedWorker:
 def channel_pipes() -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
     """A new worker's four pipes: (the worker's ends: data in, data out, control in, output),
     (the host's ends: data out, data in, control out, output in — non-blocking)."""
-    to_worker_r, to_worker_w = os.pipe2(os.O_CLOEXEC)
-    from_worker_r, from_worker_w = os.pipe2(os.O_CLOEXEC)
-    ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    made: list[int] = []
+    try:  # out of fds half-way: close what was made, nothing leaks
+        for _ in range(4):
+            made.extend(os.pipe2(os.O_CLOEXEC))
+    except OSError:
+        for fd in made:
+            os.close(fd)
+        raise
+    to_worker_r, to_worker_w, from_worker_r, from_worker_w, ctl_r, ctl_w, out_r, out_w = made
     for fd in (to_worker_w, from_worker_r, ctl_w, out_r):
         os.set_blocking(fd, False)
     return (to_worker_r, from_worker_w, ctl_r, out_w), (to_worker_w, from_worker_r, ctl_w, out_r)
@@ -161,9 +166,17 @@ def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
         raise
     for fd in child_ends:
         os.close(fd)
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:  # no fd left for it: don't leave a worker nobody can watch
+        process.kill()
+        process.wait()
+        for fd in (to_worker_w, from_worker_r, ctl_w, out_r):
+            os.close(fd)
+        raise
     return LaunchedWorker(
         process=process,
-        pidfd=os.pidfd_open(process.pid),
+        pidfd=pidfd,
         data_read=from_worker_r,
         data_write=to_worker_w,
         ctl_write=ctl_w,
