@@ -179,6 +179,9 @@ class WorkerConnection:
         self._ids = itertools.count(1)
         self._slots = anyio.Semaphore(max_in_flight)
         self._batch: list[bytes] = []
+        self._in_callback = False
+        self._deferred: deque[tuple[Op, list[Any]]] = deque()
+        self._deferred_wake = anyio.Event()
         self._batch_wake = anyio.Event()
         self._outq: deque[memoryview] = deque()
         self._hard_cap = max(64 * 1024 * 1024, 4 * max_frame)
@@ -211,6 +214,7 @@ class WorkerConnection:
                 tg.start_soon(self._read_loop)
                 tg.start_soon(self._output_loop)
                 tg.start_soon(self._batch_loop)
+                tg.start_soon(self._relay_deferred)
                 task_status.started()
                 await anyio.wait_readable(self.launched.exit_fd)  # the status is known
                 # The process is gone: its pipes report EOF; give the readers a moment to
@@ -391,12 +395,15 @@ class WorkerConnection:
                 return
             except OSError:
                 data = b""
+            self._in_callback = True
             try:
                 ok = bool(data) and self._consume(data)
             except Exception as exc:  # never let a frame break the event loop's callback
                 _log.exception("error handling a frame from module %s", self.name)
                 self.violate(f"frame could not be handled: {type(exc).__name__}")
                 ok = False
+            finally:
+                self._in_callback = False
             if not ok:
                 outcome[0] = not data  # end of file, not a violation
                 loop.remove_reader(fd)
@@ -458,8 +465,24 @@ class WorkerConnection:
                 self._handshake_send.send_nowait(message)
             except anyio.WouldBlock as exc:
                 raise ProtocolError("too many handshake messages") from exc
-        else:  # EMIT, SUBSCRIBE, REQUEST: the supervisor's business
-            self._on_message(self, op, message)
+        else:  # EMIT, SUBSCRIBE, REQUEST, EVENT_DONE: the supervisor's business
+            if self._in_callback:
+                # Inside the asyncio reader callback there is no task, so nothing that starts
+                # tasks (requests) may run here: hand these to the relay task, in order.
+                if not self._deferred:
+                    self._deferred_wake.set()
+                self._deferred.append((op, message))
+            else:
+                self._on_message(self, op, message)
+
+    async def _relay_deferred(self) -> None:
+        while True:
+            await self._deferred_wake.wait()
+            self._deferred_wake = anyio.Event()
+            while self._deferred:
+                op, message = self._deferred.popleft()
+                if self._kill_cause is None or self._kill_cause[0] == "clean":
+                    self._on_message(self, op, message)
 
     # -- output ------------------------------------------------------------------------------
     async def _output_loop(self) -> None:

@@ -209,3 +209,41 @@ async def test_module_call_gate_requires_capability_of_caller() -> None:
         assert info.value.remote_type == "PermissionDenied"
         allowed = await _load(sup, "allowed", caps=["messaging"])
         assert await allowed.call("call_other", target="echo", method="echo", value=1) == 1
+
+
+_PLAIN_ASYNCIO_HOST = """
+import asyncio, sys
+from plexisandbox import Supervisor
+from plexisandbox.interfaces import ModuleCapability, ModulePermissions
+
+async def main():
+    grant = ModulePermissions(capabilities=[ModuleCapability.MESSAGING])
+    async with Supervisor(grant=grant) as sup:
+        sup.register_service("messages.send", lambda room, text: f"{room}:{text}",
+                             requires=ModuleCapability.MESSAGING)
+        mod = await sup.load(sys.argv[1] + ":Messenger", name="plain")
+        await mod.start()
+        print(await mod.call("send", text="hi", timeout=10))
+
+asyncio.run(main())
+"""
+
+
+def test_host_services_work_under_plain_asyncio_run() -> None:
+    # Not under anyio's test runner: a host embedding us with asyncio.run() has no sniffio
+    # context in event-loop callbacks, which is where worker frames are read.
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PLAIN_ASYNCIO_HOST, str(LISTENER)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "general:hi"
+    assert "never awaited" not in done.stderr
