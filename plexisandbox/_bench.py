@@ -270,7 +270,9 @@ def run(args: argparse.Namespace) -> int:
         "confinement_layers": main["layers"],
     }
     for backend in backends[1:]:
-        out["rtt_p50_us"][f"sandbox_{backend}"] = _summary(sandbox[backend]["sandbox_rtt"])["p50"]
+        summary = _summary(sandbox[backend]["sandbox_rtt"])
+        out["rtt_p50_us"][f"sandbox_{backend}"] = summary["p50"]
+        out["rtt_p99_us"][f"sandbox_{backend}"] = summary["p99"]
         out["throughput_calls_s"][f"sandbox_{backend}"] = round(sandbox[backend]["sandbox_tput"])
     if args.json:
         print(json.dumps(out, indent=2))
