@@ -40,6 +40,7 @@ UNKNOWN: Any = _Unknown()
 
 _PARSE_LOCK = threading.Lock()
 
+
 @dataclass
 class FuncFacts:
     """One method as written: `def` or `async def`, parameters, docstring, returns."""
