@@ -683,6 +683,11 @@ def _check_description(name: str, description: dict[str, Any]) -> dict[str, Any]
     for key, kind in expected.items():
         if key not in description or not isinstance(description[key], kind):
             raise ProtocolViolation(f"READY description lacks a valid {key!r}", module=name)
+    signatures = description.get("signatures", {})
+    if not isinstance(signatures, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) for k, v in signatures.items()
+    ):
+        raise ProtocolViolation("READY signatures must map method names to objects", module=name)
     if not all(isinstance(m, str) for m in description["methods"]):
         raise ProtocolViolation("READY methods must be strings", module=name)
     if len(description["subscriptions"]) > MAX_SUBSCRIPTIONS:
