@@ -851,10 +851,6 @@ class WorkerConnection:
             frame = encode([Op.REPLY, request_id, False, [type(exc).__name__, str(exc)]])
         self.send_nowait(frame)
 
-    def send_event(self, event: str, data: Any, source: str) -> None:
-        """Deliver an event to this worker's subscribers (already encoded-checked)."""
-        self.send_nowait(encode([Op.EVENT, event, data, source]))
-
     @property
     def in_flight(self) -> int:
         return len(self._pending)
