@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,3 +27,19 @@ def skip_or_fail(reason: str) -> None:
     if MUST_CONFINE:
         pytest.fail(f"PLEXISANDBOX_MUST_CONFINE=1 but {reason}")
     pytest.skip(reason)
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll `predicate` (sync or async) until it is true; fail after `timeout` seconds.
+
+    For state across the process boundary (a module's answers, a handle's state), which has
+    no event to wait on.
+    """
+    with anyio.fail_after(timeout):
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.01)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime
-import inspect
 import math
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -14,23 +13,11 @@ import pytest
 
 from plexisandbox import Limits, ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.errors import CallTimeout, ModuleError
-from tests.conftest import EXAMPLES, TEST_MODULES
+from tests.conftest import EXAMPLES, TEST_MODULES, until
 
 pytestmark = pytest.mark.anyio
 PROBE = TEST_MODULES / "probe.py"
 UTC = datetime.UTC
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll `predicate` (sync or async) until it is true; fail after `timeout` seconds."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.01)
 
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -13,22 +12,10 @@ import plexisandbox._worker
 from plexisandbox import ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.errors import CallTimeout, WorkerCrashed
 from plexisandbox.interfaces import ModuleState
-from tests.conftest import TEST_MODULES
+from tests.conftest import TEST_MODULES, until
 
 pytestmark = pytest.mark.anyio
 PROBE = TEST_MODULES / "probe.py"
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll `predicate` (sync or async) until it is true; fail after `timeout` seconds."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.01)
 
 
 @pytest.fixture

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -14,23 +13,11 @@ import pytest
 from plexisandbox import Limits, ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.errors import ModuleUnavailable, SandboxError, WorkerCrashed
 from plexisandbox.interfaces import ModuleState
-from tests.conftest import TEST_MODULES
+from tests.conftest import TEST_MODULES, until
 
 pytestmark = pytest.mark.anyio
 PROBE = TEST_MODULES / "probe.py"
 NO_RESTART = RestartPolicy(strategy=RestartStrategy.TEMPORARY)
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll `predicate` (sync or async) until it is true; fail after `timeout` seconds."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.01)
 
 
 @pytest.fixture

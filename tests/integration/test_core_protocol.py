@@ -7,9 +7,7 @@ break the protocol in one way each. The supervisor must kill that worker with a 
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -17,25 +15,13 @@ import pytest
 from plexisandbox import Limits, ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.errors import ProtocolViolation
 from plexisandbox.interfaces import ModuleState
-from tests.conftest import TEST_MODULES
+from tests.conftest import TEST_MODULES, until
 from tests.modules.garbage import GARBAGE
 
 pytestmark = pytest.mark.anyio
 PROBE = TEST_MODULES / "probe.py"
 GARBAGE_MODULE = TEST_MODULES / "garbage.py"
 MAX_FRAME = 64 * 1024  # the garbage module's frame limit; "oversized_frame" exceeds it
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll `predicate` (sync or async) until it is true; fail after `timeout` seconds."""
-    with anyio.fail_after(timeout):
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.01)
 
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -12,18 +13,14 @@ import pytest
 from plexisandbox import Limits, Supervisor
 from plexisandbox.errors import ModuleError
 from plexisandbox.interfaces import ModuleCapability, ModulePermissions
-from tests.conftest import EXAMPLES, TEST_MODULES
+from tests.conftest import EXAMPLES, TEST_MODULES, until
 
 pytestmark = pytest.mark.anyio
 LISTENER = TEST_MODULES / "ev_listener.py"
 MESSAGING = ModulePermissions(capabilities=[ModuleCapability.MESSAGING])
 
 
-async def _until(predicate: Any, timeout: float = 5.0) -> None:
-    # Polls module state through calls: there is no event to wait on across the boundary.
-    with anyio.fail_after(timeout):
-        while not await predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.02)
+_until = functools.partial(until, timeout=5.0)
 
 
 async def _load(sup: Supervisor, name: str, **config: Any) -> Any:
@@ -47,15 +44,11 @@ async def test_pub_sub_across_three_modules_and_the_host() -> None:
             return all(s == [{"text": "hello"}] for s in seen)
 
         await _until(all_saw)
-        await _until(lambda: _ready(len(host_seen) == 3))
+        await _until(lambda: len(host_seen) == 3)
         assert sorted(d["module"] for _, d, _ in host_seen) == ["listener"] * 3
         assert {e for e, _, _ in host_seen} == {"listener.saw"}
         # The host learns which module emitted, from the supervisor, not from the payload.
         assert sorted(source for _, _, source in host_seen) == ["m0", "m1", "m2"]
-
-
-async def _ready(value: bool) -> bool:
-    return value
 
 
 async def test_only_subscribers_receive_and_wildcards_match() -> None:
@@ -106,7 +99,7 @@ async def test_raising_host_handler_is_logged_and_others_still_receive(
         sup.on("x", got.append)
         await sup.emit("x", 1)
         await sup.emit("x", 2)
-        await _until(lambda: _ready(got == [1, 2]))
+        await _until(lambda: got == [1, 2])
         assert any("host handler bug" in (r.exc_text or "") for r in caplog.records)
 
 

@@ -14,19 +14,13 @@ from plexisandbox import Limits, RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.errors import CallTimeout, LimitExceeded, ModuleUnavailable, WorkerCrashed
 from plexisandbox.interfaces import ModuleState
 from tests.conftest import EXAMPLES, TEST_MODULES
+from tests.conftest import until as _until
 
 pytestmark = pytest.mark.anyio
 HOG = TEST_MODULES / "sup_hog.py"
 CRASHLOOP = TEST_MODULES / "sup_crashloop.py"
 ONCE = RestartPolicy(strategy=RestartStrategy.TEMPORARY)
 FAST = 0.05  # watchdog interval for these tests, seconds
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    """Poll `predicate` (a handle's state has no event to wait on) until true or timeout."""
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await anyio.sleep(0.02)
 
 
 async def _hog(sup: Supervisor, limits: Limits, **kw: Any) -> Any:
