@@ -161,7 +161,10 @@ async def test_thread_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
 
 async def test_memory_bomb_gets_memory_error_from_address_space_limit(tmp_path: Path) -> None:
     async with arena(tmp_path) as a:
-        result = await a.attempt("memory_bomb")
+        # Touching ~400 MiB costs CPU time: give the 1 s CPU rlimit (the cpu_spin test's
+        # subject) headroom, so that the address-space limit alone is what stops this one.
+        handle = await a.load("memory_bomb", limits=dataclasses.replace(LIMITS, cpu_seconds=10))
+        result = await handle.call("attempt")
         assert result["error"] == "MemoryError", result
         assert result["mib"] < LIMITS.address_space_mb
 
