@@ -110,8 +110,14 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
     # 1. rlimits.
     step("rlimits", lambda: rlimits.apply_rlimits(policy.get("rlimits", [])) or None)
 
-    # 2. Pre-warm while the filesystem is open (root still reads anything).
+    # 2. Pre-warm while the filesystem is open (root still reads anything). Without the
+    #    host's prebuilt program the filter is generated here, by libseccomp: load it now.
     _prewarm(list(policy.get("prewarm", [])))
+    if "seccomp" in required and not policy.get("seccomp_bpf"):
+        try:
+            seccomp.preload()
+        except (OSError, ImportError):
+            pass  # reported by the seccomp step itself
 
     # 3. Identity and namespaces.
     paths = [*policy.get("read", []), *policy.get("write", [])]
@@ -174,6 +180,9 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
                 layers.append("landlock_scope")
 
     # 6. seccomp, last.
-    step("seccomp", lambda: seccomp.install(list(policy.get("syscalls", []))))
+    step(
+        "seccomp",
+        lambda: seccomp.install(list(policy.get("syscalls", [])), policy.get("seccomp_bpf")),
+    )
 
     return {"layers": layers, "missing": missing, "notes": notes, "uid": os.getuid()}
