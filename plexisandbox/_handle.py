@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from ._bpf import template as seccomp_template
 from ._datadir import prepare_data_dir, release_after_exit
 from ._limits import Limits, RestartPolicy, RestartStrategy
 from ._policy import SandboxPolicy, derive_policy
@@ -168,6 +169,10 @@ class ModuleHandle:
         # its data folder handed to that uid (links never followed), released at exit.
         lease = self._sup._uids.acquire() if "uid" in policy.layers else None
         wire = policy.to_wire()
+        if "seccomp" in policy.layers:
+            # libseccomp's program for this rule set, generated once per host process: the
+            # worker only writes its pid in and loads it (plexisandbox._bpf).
+            wire["seccomp_bpf"] = seccomp_template(wire["syscalls"])
         try:
             if lease is not None:
                 wire["uid"] = wire["gid"] = lease.uid
