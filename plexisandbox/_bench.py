@@ -2,303 +2,318 @@
 
 Machines here are shared and noisy, so every figure is reported next to baselines taken in the
 same process tree a moment earlier: a blocking raw pipe with msgpack (the floor for a Python
-peer), `multiprocessing.Pipe` (pickle), and an in-process direct call.
+peer), `multiprocessing.Pipe` (pickle), execnet when installed, and an in-process direct call.
+
+    plexisandbox bench [--quick] [--json] [--plot FILE.png]      the suite
+    plexisandbox bench MODULE --call METHOD [--args JSON] [-n N]   one module's method
+
+The measurements live in `_bench_baselines` (the peers), `_bench_suite` (the sandbox) and
+`_bench_module` (a user's module); `_bench_plot` draws the charts.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import multiprocessing
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import msgpack
 
-__all__ = ["add_parser", "run"]
+from ._bench_common import machine, summary_us
 
-ECHO = Path(__file__).resolve().parent.parent / "examples" / "modules" / "echo.py"
-
-_RAW_CHILD = r"""
-import os, sys, struct, msgpack
-r, w = int(sys.argv[1]), int(sys.argv[2])
-H = struct.Struct(">I")
-buf = b""
-while True:
-    data = os.read(r, 1 << 20)
-    if not data:
-        break
-    buf += data
-    out = []
-    while len(buf) >= 4:
-        (n,) = H.unpack_from(buf)
-        if len(buf) < 4 + n:
-            break
-        msg = msgpack.unpackb(buf[4:4 + n])
-        buf = buf[4 + n:]
-        body = msgpack.packb([35, msg[1], msg[3].get("value")])
-        out.append(H.pack(len(body)) + body)
-    if out:
-        os.write(w, b"".join(out))
-"""
+__all__ = ["add_parser", "run", "run_suite"]
 
 
-def _pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+def _progress(what: str) -> None:
+    print(f"bench: {what}", file=sys.stderr, flush=True)
 
 
-def _summary(samples_s: list[float]) -> dict[str, float]:
-    us = [s * 1e6 for s in samples_s]
-    return {"p50": round(statistics.median(us), 2), "p99": round(_pct(us, 0.99), 2)}
+def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
+    """Measure everything; returns the JSON object `--json` prints."""
+    from . import _bench_baselines as base
+    from . import _bench_suite as suite
 
+    n = 500 if quick else 3000
+    backends = ["asyncio"] if quick else ["asyncio", "trio"]
+    _progress(f"baselines ({n} calls each)")
+    raw_rtt, raw_tput = base.raw_pipe(n)
+    mp_rtt = base.mp_pipe_rtt(n)
+    execnet = base.execnet_rtt(n)
+    in_process = anyio.run(base.in_process_rtt, n)
 
-def _frame(request_id: int) -> bytes:
-    body: bytes = msgpack.packb([3, request_id, "echo", {"value": request_id}])
-    return len(body).to_bytes(4, "big") + body
-
-
-class _RawPipe:
-    """The floor: a child Python process echoing msgpack frames over blocking pipes."""
-
-    def __init__(self) -> None:
-        to_r, self.to_w = os.pipe()
-        self.from_r, from_w = os.pipe()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _RAW_CHILD, str(to_r), str(from_w)], pass_fds=(to_r, from_w)
+    calls: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        _progress(f"sandbox call path ({backend})")
+        calls[backend] = anyio.run(
+            functools.partial(
+                suite.call_path,
+                n,
+                payloads=backend == backends[0],
+                payload_samples=3 if quick else 10,
+            ),
+            backend=backend,
         )
-        os.close(to_r)
-        os.close(from_w)
+    main = calls[backends[0]]
 
-    def roundtrip(self, request_id: int) -> None:
-        os.write(self.to_w, _frame(request_id))
-        data = os.read(self.from_r, 65536)
-        need = int.from_bytes(data[:4], "big") + 4
-        while len(data) < need:
-            data += os.read(self.from_r, 65536)
-        msgpack.unpackb(data[4:need])
-
-    def pipelined(self, total: int, window: int) -> float:
-        started = time.perf_counter()
-        sent = 0
-        while sent < total:
-            batch = min(window, total - sent)
-            os.write(self.to_w, b"".join(_frame(sent + i) for i in range(batch)))
-            got = 0
-            buf = b""
-            while got < batch:
-                buf += os.read(self.from_r, 1 << 20)
-                while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "big"):
-                    n = int.from_bytes(buf[:4], "big")
-                    msgpack.unpackb(buf[4 : 4 + n])
-                    buf = buf[4 + n :]
-                    got += 1
-            sent += batch
-        return total / (time.perf_counter() - started)
-
-    def close(self) -> None:
-        os.close(self.to_w)
-        self.proc.wait()
-        os.close(self.from_r)
-
-
-def _mp_child(conn: Any) -> None:
-    while True:
-        try:
-            msg = conn.recv()
-        except EOFError:
-            return
-        conn.send(msg)
-
-
-def _time_calls(fn: Callable[[int], None], n: int) -> list[float]:
-    samples = []
-    for i in range(n):
-        started = time.perf_counter()
-        fn(i)
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def _baselines(n: int) -> dict[str, Any]:
-    raw = _RawPipe()
+    _progress("cold start, plain and zygote")
+    cold = anyio.run(suite.cold_start, 5 if quick else 20)
+    count = workers if workers is not None else (20 if quick else 200)
+    _progress(f"{count} workers at once (zygote)")
+    scale = anyio.run(lambda: suite.many_workers(count, idle=0.3 if quick else 1.0))
+    _progress("confinement overhead")
     try:
-        _time_calls(raw.roundtrip, 200)
-        raw_rtt = _time_calls(raw.roundtrip, n)
-        raw_tput = raw.pipelined(n * 4, 64)
-    finally:
-        raw.close()
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_mp_child, args=(child,), daemon=True)
-    proc.start()
-    try:
-
-        def mp_roundtrip(i: int) -> None:
-            parent.send(("echo", {"value": i}))
-            parent.recv()
-
-        _time_calls(mp_roundtrip, 200)
-        mp_rtt = _time_calls(mp_roundtrip, n)
-    finally:
-        parent.close()
-        proc.join(5)
-    return {"raw_rtt": raw_rtt, "raw_tput": raw_tput, "mp_rtt": mp_rtt}
-
-
-async def _sandbox(n: int, quick: bool) -> dict[str, Any]:
-    import psutil
-
-    from . import Supervisor
-    from .interfaces import BaseModule
-
-    # In-process: the module's own cost, no boundary at all.
-    namespace: dict[str, Any] = {}
-    exec(compile(ECHO.read_text(), str(ECHO), "exec"), namespace)  # trusted example, host side
-    local: BaseModule = namespace["EchoModule"]()
-    in_process = []
-    for i in range(n):
-        started = time.perf_counter()
-        await local.call_method("echo", value=i)
-        in_process.append(time.perf_counter() - started)
-
-    results: dict[str, Any] = {"in_process": in_process}
-    async with Supervisor(zygote=False) as sup:  # "plain" whatever PLEXISANDBOX_ZYGOTE says
-        starts = []
-        for i in range(5 if quick else 20):
-            started = time.perf_counter()
-            handle = await sup.load(ECHO, name=f"cold{i}")
-            await handle.start()
-            await handle.call("echo", value=1)
-            starts.append(time.perf_counter() - started)
-            await sup.unload(handle.name)
-        results["cold_plain"] = starts
-        async with Supervisor(zygote=True) as forked:
-            starts = []
-            for i in range(1 + (5 if quick else 20)):  # the first also starts the zygote
-                started = time.perf_counter()
-                handle = await forked.load(ECHO, name=f"zygote{i}")
-                await handle.start()
-                await handle.call("echo", value=1)
-                starts.append(time.perf_counter() - started)
-                await forked.unload(handle.name)
-            results["cold_zygote"] = starts[1:]
-
-        handle = await sup.load(ECHO, name="echo")
-        await handle.start()
-        for i in range(200):
-            await handle.call("echo", value=i)
-        rtt = []
-        for i in range(n):
-            started = time.perf_counter()
-            await handle.call("echo", value=i)
-            rtt.append(time.perf_counter() - started)
-        results["sandbox_rtt"] = rtt
-
-        total = n * 4
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(64):
-
-                async def worker(count: int = total // 64) -> None:
-                    for i in range(count):
-                        await handle.call("echo", value=i)
-
-                tg.start_soon(worker)
-        results["sandbox_tput"] = total / (time.perf_counter() - started)
-
-        for size in (64 * 1024, 1024 * 1024, 8 * 1024 * 1024):
-            blob = b"x" * size
-            samples = []
-            for _ in range(3 if quick else 10):
-                started = time.perf_counter()
-                await handle.call("echo", value=blob)
-                samples.append(time.perf_counter() - started)
-            results.setdefault("payload_ms", {})[str(size)] = round(
-                statistics.median(samples) * 1e3, 3
+        confinement = anyio.run(
+            lambda: suite.confinement_overhead(
+                4 if quick else 20, 300 if quick else 2000, syscalls=20_000 if quick else 200_000
             )
+        )
+    except RuntimeError as exc:  # no way to start an unconfined worker any more
+        confinement = {"unavailable": str(exc)}
+    _progress("events")
+    events = anyio.run(
+        lambda: suite.events_rate(1000 if quick else 5000, [1, 4] if quick else [1, 4, 8])
+    )
 
-        await anyio.sleep(0.2)
-        pid = handle.pid
-        assert pid is not None
-        results["idle_uss_mib"] = round(psutil.Process(pid).memory_full_info().uss / 2**20, 2)
-        results["layers"] = list(handle.stats().confinement_layers)
-    return results
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the suite and print a table (or JSON)."""
-    n = 500 if args.quick else 3000
-    base = _baselines(n)
-    backends = ["asyncio"] if args.quick else ["asyncio", "trio"]
-    sandbox = {b: anyio.run(_sandbox, n, args.quick, backend=b) for b in backends}
-    main = sandbox["asyncio"]
-    raw50 = _summary(base["raw_rtt"])["p50"]
-    out: dict[str, Any] = {
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpu "
-        f"Python {platform.python_version()} {platform.system()} {platform.release()}",
-        "rtt_p50_us": {
-            "raw_pipe": raw50,
-            "mp_pipe": _summary(base["mp_rtt"])["p50"],
-            "in_process": _summary(main["in_process"])["p50"],
-            "sandbox": _summary(main["sandbox_rtt"])["p50"],
-        },
-        "rtt_p99_us": {
-            "raw_pipe": _summary(base["raw_rtt"])["p99"],
-            "mp_pipe": _summary(base["mp_rtt"])["p99"],
-            "in_process": _summary(main["in_process"])["p99"],
-            "sandbox": _summary(main["sandbox_rtt"])["p99"],
-        },
-        "throughput_calls_s": {
-            "raw_pipe": round(base["raw_tput"]),
-            "sandbox": round(main["sandbox_tput"]),
-        },
-        "cold_start_p50_ms": {
-            "plain": round(statistics.median(main["cold_plain"]) * 1e3, 2),
-            "zygote": round(statistics.median(main["cold_zygote"]) * 1e3, 2),
-        },
-        "idle_uss_mib": main["idle_uss_mib"],
+    rtt = {
+        "raw_pipe": summary_us(raw_rtt),
+        "mp_pipe": summary_us(mp_rtt),
+        "in_process": summary_us(in_process),
+        "sandbox": summary_us(main["rtt"]),
+    }
+    unavailable: dict[str, str] = {}
+    if isinstance(execnet, str):
+        unavailable["execnet"] = execnet
+    else:
+        rtt["execnet"] = summary_us(execnet)
+    throughput = {"raw_pipe": round(raw_tput), "sandbox": round(main["throughput"])}
+    for backend in backends[1:]:
+        rtt[f"sandbox_{backend}"] = summary_us(calls[backend]["rtt"])
+        throughput[f"sandbox_{backend}"] = round(calls[backend]["throughput"])
+    ms = {kind: [s * 1e3 for s in cold[kind]] for kind in ("plain", "zygote")}
+    return {
+        "machine": machine(),
+        "quick": quick,
+        "backends": backends,
+        "calls": n,
+        "window": 64,
+        "rtt_p50_us": {k: v["p50"] for k, v in rtt.items()},
+        "rtt_p99_us": {k: v["p99"] for k, v in rtt.items()},
+        "baselines_unavailable": unavailable,
+        "throughput_calls_s": throughput,
+        "cold_start_p50_ms": {k: round(statistics.median(v), 2) for k, v in ms.items()},
+        "cold_start_p99_ms": {k: round(max(v), 2) for k, v in ms.items()},
+        # One idle zygote child that has answered a call: the figure the issue's budget is for.
+        "idle_uss_mib": cold["uss_mib"]["zygote"],
+        "idle_uss_mib_by_start": cold["uss_mib"],
         "payload_rtt_ms": main["payload_ms"],
+        "many_workers": scale,
+        "confinement_overhead": confinement,
+        "events": events,
         "confinement_layers": main["layers"],
     }
-    for backend in backends[1:]:
-        summary = _summary(sandbox[backend]["sandbox_rtt"])
-        out["rtt_p50_us"][f"sandbox_{backend}"] = summary["p50"]
-        out["rtt_p99_us"][f"sandbox_{backend}"] = summary["p99"]
-        out["throughput_calls_s"][f"sandbox_{backend}"] = round(sandbox[backend]["sandbox_tput"])
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
-    print(out["machine"])
-    print(f"{'call round trip':28} {'p50 µs':>10} {'p99 µs':>10} {'× raw pipe':>11}")
+
+
+def format_suite(out: dict[str, Any]) -> str:
+    """The human-readable table of a `run_suite()` result."""
+    raw50 = out["rtt_p50_us"]["raw_pipe"]
+    mp50 = out["rtt_p50_us"]["mp_pipe"]
+    lines = [out["machine"]]
+    lines.append(
+        f"{'call round trip':28} {'p50 µs':>10} {'p99 µs':>10} {'× raw pipe':>11} {'× mp pipe':>10}"
+    )
     for key, p50 in out["rtt_p50_us"].items():
-        p99 = out["rtt_p99_us"].get(key, float("nan"))
-        print(f"  {key:26} {p50:10.1f} {p99:10.1f} {p50 / raw50:10.2f}×")
+        p99 = out["rtt_p99_us"][key]
+        lines.append(f"  {key:26} {p50:10.1f} {p99:10.1f} {p50 / raw50:10.2f}× {p50 / mp50:9.2f}×")
+    for key, why in out["baselines_unavailable"].items():
+        lines.append(f"  {key:26} {why}")
     raw_tput = out["throughput_calls_s"]["raw_pipe"]
-    print("pipelined, 64 in flight (calls/s)")
+    lines.append(f"pipelined, {out['window']} in flight (calls/s)")
     for key, value in out["throughput_calls_s"].items():
-        print(f"  {key:26} {value:10d} {value / raw_tput:10.2f}× raw")
-    cold = out["cold_start_p50_ms"]
-    print(f"cold start to first call, p50: {cold['plain']} ms plain, {cold['zygote']} ms zygote")
-    print(f"idle worker USS: {out['idle_uss_mib']} MiB")
-    print(
+        lines.append(f"  {key:26} {value:10d} {value / raw_tput:10.2f}× raw")
+    cold, cold99 = out["cold_start_p50_ms"], out["cold_start_p99_ms"]
+    lines.append(
+        f"cold start to first call, p50 (max): {cold['plain']} ms ({cold99['plain']}) plain, "
+        f"{cold['zygote']} ms ({cold99['zygote']}) zygote"
+    )
+    uss = out["idle_uss_mib_by_start"]
+    lines.append(f"idle worker USS: {uss['zygote']} MiB zygote child, {uss['plain']} MiB launched")
+    lines.append(
         "payload round trip (ms): "
         + ", ".join(f"{int(k) // 1024} KiB {v}" for k, v in out["payload_rtt_ms"].items())
     )
-    print(f"confinement layers: {', '.join(out['confinement_layers']) or 'none'}")
+    scale = out["many_workers"]
+    mem = scale["memory"]
+    lines.append(
+        f"{scale['workers']} confined workers at once (zygote): loaded in {scale['load_all_s']} s "
+        f"(p50 {scale['load_p50_ms']} ms each), {scale['answered']}/{scale['workers']} answered "
+        f"a concurrent call wave in {scale['call_wave_ms']} ms; USS median "
+        f"{mem['uss_mib_median']} MiB, MemAvailable drop "
+        f"{scale['mem_available_drop_mib_per_worker']} MiB per worker"
+    )
+    conf = out["confinement_overhead"]
+    if "unavailable" in conf:
+        lines.append(f"confinement overhead: unavailable ({conf['unavailable']})")
+    else:
+        c, u, cost = conf["confined"], conf["unconfined"], conf["cost"]
+        mode = "zygote" if conf["zygote"] else "launched"
+        lines.append(
+            f"confinement overhead ({mode}): start {u['start_p50_ms']} → {c['start_p50_ms']} ms "
+            f"({cost['start_ms']:+} ms), round trip {u['rtt_p50_us']} → {c['rtt_p50_us']} µs "
+            f"({cost['rtt_us']:+} µs), getppid() {cost['getppid_ns']:+} ns, "
+            f"stat() {cost['stat_ns']:+} ns"
+        )
+    events = out["events"]
+    lines.append(
+        f"events ({events['events']} per burst; baseline {events['baseline_calls_s']} "
+        "sequential calls/s):"
+    )
+    for subs, row in events["by_subscribers"].items():
+        lines.append(
+            f"  {subs:>2} subscribers: {row['events_s']:10d} events/s, "
+            f"{row['deliveries_s']:10d} deliveries/s, dropped {row['dropped']}"
+        )
+    lines.append(f"confinement layers: {', '.join(out['confinement_layers']) or 'none'}")
+    return "\n".join(lines)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"plexisandbox: error: {message}", file=sys.stderr)
+    return code
+
+
+def _run_module(args: argparse.Namespace) -> int:
+    from ._bench_module import BenchUsageError, bench_module, format_module_result, parse_call_args
+    from .interfaces import ModulePermissions
+
+    if not args.call:
+        return _fail(
+            f"bench {args.module} needs --call METHOD (and --args JSON for its keyword "
+            "arguments); without MODULE, bench runs the suite",
+            2,
+        )
+    try:
+        call_args = parse_call_args(args.args)
+        config: dict[str, Any] | None = None
+        if args.config:
+            try:
+                config = json.loads(Path(args.config).read_text())
+            except (OSError, ValueError) as exc:
+                raise BenchUsageError(f"cannot read --config {args.config}: {exc}", code=2) from exc
+        try:
+            grant = ModulePermissions.from_names(args.grant or [])
+        except ValueError as exc:
+            raise BenchUsageError(f"--grant: {exc}", code=2) from exc
+        explicit = args.n is not None
+        n = args.n if explicit else (200 if args.quick else 1000)
+        if n < 1:
+            raise BenchUsageError("-n must be at least 1", code=2)
+        budget = 60.0 if explicit else (3.0 if args.quick else 10.0)
+        result = anyio.run(
+            lambda: bench_module(
+                args.module,
+                args.call,
+                call_args,
+                n=n,
+                budget=budget,
+                grant=grant,
+                grant_requested=args.grant_requested,
+                name=args.name,
+                config=config,
+                strict=not args.best_effort,
+            )
+        )
+    except BenchUsageError as exc:
+        return _fail(str(exc), exc.code)
+    if args.plot:
+        from ._bench_plot import plot_module
+
+        plot_module(result, args.plot)
+    print(json.dumps(result, indent=2) if args.json else format_module_result(result))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """`plexisandbox bench`: the suite, or one module's method with MODULE; returns the exit
+    status (2: usage, 1: the module could not be measured)."""
+    if args.plot:
+        from ._bench_plot import PlotUnavailable, require_matplotlib
+
+        try:  # before any measurement, so a missing extra fails at once
+            require_matplotlib()
+        except PlotUnavailable as exc:
+            return _fail(str(exc), 2)
+    if args.module:
+        return _run_module(args)
+    if args.call or args.args:
+        return _fail(
+            "--call and --args need a MODULE: plexisandbox bench path/to/module.py "
+            """--call METHOD --args '{"value": 1}'""",
+            2,
+        )
+    out = run_suite(quick=args.quick, workers=args.workers)
+    if args.plot:
+        from ._bench_plot import plot_suite
+
+        plot_suite(out, args.plot)
+        _progress(f"charts written to {args.plot}")
+    print(json.dumps(out, indent=2) if args.json else format_suite(out))
     return 0
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `plexisandbox bench`."""
-    parser = subparsers.add_parser("bench", help="measure module overhead against baselines")
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure module overhead against baselines",
+        description="Without MODULE: the suite (round trip, throughput, payloads, start-up, "
+        "memory, N workers, confinement overhead, events) against baselines measured in the "
+        "same run. With MODULE --call METHOD: that method in-process (inside a throwaway "
+        "confined worker, never in the host) versus through the sandbox.",
+    )
+    parser.add_argument(
+        "module",
+        nargs="?",
+        help="a .py file, path.py:Class, package.module:Class or an entry point name",
+    )
+    parser.add_argument("--call", metavar="METHOD", help="the module's API method to time")
+    parser.add_argument("--args", metavar="JSON", help="keyword arguments for --call, as JSON")
+    parser.add_argument(
+        "-n",
+        type=int,
+        metavar="N",
+        help="measured calls each way (default 1000, --quick 200; stops after 10 s / 3 s "
+        "unless -n is given)",
+    )
+    parser.add_argument("--config", metavar="FILE", help="JSON file with the module's config")
+    parser.add_argument(
+        "--grant",
+        action="append",
+        metavar="PERM",
+        help="grant a permission flag or capability to MODULE; repeatable",
+    )
+    parser.add_argument(
+        "--grant-requested", action="store_true", help="grant MODULE exactly what it declares"
+    )
+    parser.add_argument("--name", help="module name (default: derived from MODULE)")
+    parser.add_argument(
+        "--best-effort",
+        action="store_true",
+        help="run even where a confinement layer is unavailable (degraded)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer samples (for CI)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="workers alive at once in the scale test (default 200, --quick 20)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw latency/throughput charts (needs the bench extra: matplotlib)",
+    )
