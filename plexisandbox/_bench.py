@@ -196,7 +196,7 @@ def _run_module(args: argparse.Namespace) -> int:
             2,
         )
     try:
-        call_args = parse_call_args(args.args)
+        call_args = parse_call_args(args.args, module=args.module)
         config: dict[str, Any] | None = None
         if args.config:
             try:

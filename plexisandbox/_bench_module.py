@@ -96,8 +96,8 @@ class BenchUsageError(Exception):
         self.code = code
 
 
-def parse_call_args(text: str | None) -> dict[str, Any]:
-    """`--args` as keyword arguments.
+def parse_call_args(text: str | None, *, module: str = "the module") -> dict[str, Any]:
+    """`--args` (for `module`, named in errors) as keyword arguments.
 
     Raises:
         BenchUsageError: not JSON, or not a JSON object.
@@ -108,13 +108,15 @@ def parse_call_args(text: str | None) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise BenchUsageError(
-            f"--args is not valid JSON ({exc}); pass the keyword arguments as one JSON object, "
+            f"--args for {module} is not valid JSON ({exc}); pass the keyword arguments as "
+            "one JSON object, "
             """e.g. --args '{"value": 1}'""",
             code=2,
         ) from exc
     if not isinstance(value, dict):
         raise BenchUsageError(
-            f"--args must be a JSON object of keyword arguments, got {type(value).__name__}; "
+            f"--args for {module} must be a JSON object of keyword arguments, got "
+            f"{type(value).__name__}; "
             """e.g. --args '{"value": 1}'""",
             code=2,
         )
