@@ -1,16 +1,17 @@
-"""Event bus throughput: events/s from the host to N subscribed modules (asyncio and trio).
+"""Event throughput: the host emits, N listener modules handle (asyncio and trio).
 
     .venv/bin/python benchmarks/events.py [--events 5000] [--subscribers 1 4 8]
 
 Reports events emitted per second and deliveries (event × subscriber) handled per second,
 next to a baseline measured in the same run: the same number of small calls to one module.
+A burst counts as done when every listener's own count says it handled it. The measurement
+is `plexisandbox._bench_suite.events_rate()`, which `plexisandbox bench` runs too.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import anyio
@@ -18,43 +19,7 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plexisandbox import Limits, Supervisor  # noqa: E402
-
-LISTENER = ROOT / "tests" / "modules" / "ev_listener.py"
-ECHO = ROOT / "examples" / "modules" / "echo.py"
-
-
-async def _drained(handles: list) -> None:  # type: ignore[type-arg]
-    while any(h._events_unacked for h in handles):  # noqa: ASYNC110 - polling across processes
-        await anyio.sleep(0.001)
-
-
-async def measure(events: int, subscribers: list[int]) -> None:
-    async with Supervisor(limits=Limits(event_queue=events)) as sup:
-        echo = await sup.load(ECHO)
-        await echo.start()
-        started = time.perf_counter()
-        for i in range(events):
-            await echo.call("echo", value=i)
-        calls_s = events / (time.perf_counter() - started)
-        print(f"  baseline: {calls_s:10.0f} sequential calls/s to one module")
-        handles = []
-        for count in subscribers:
-            while len(handles) < count:
-                h = await sup.load(f"{LISTENER}:Listener", name=f"sub{len(handles)}")
-                await h.start()
-                handles.append(h)
-            dropped_before = sum(h.stats().events_dropped for h in handles)
-            started = time.perf_counter()
-            for i in range(events):
-                await sup.emit("chat.bench", i)
-            await _drained(handles)
-            elapsed = time.perf_counter() - started
-            dropped = sum(h.stats().events_dropped for h in handles) - dropped_before
-            print(
-                f"  {count:2d} subscribers: {events / elapsed:10.0f} events/s emitted, "
-                f"{events * count / elapsed:10.0f} deliveries/s handled, dropped {dropped}"
-            )
+from plexisandbox._bench_suite import events_rate  # noqa: E402
 
 
 def main() -> None:
@@ -64,7 +29,13 @@ def main() -> None:
     args = parser.parse_args()
     for backend in ("asyncio", "trio"):
         print(f"{backend}:")
-        anyio.run(measure, args.events, args.subscribers, backend=backend)
+        result = anyio.run(events_rate, args.events, args.subscribers, backend=backend)
+        print(f"  baseline: {result['baseline_calls_s']:10d} sequential calls/s to one module")
+        for count, row in result["by_subscribers"].items():
+            print(
+                f"  {int(count):2d} subscribers: {row['events_s']:10d} events/s emitted, "
+                f"{row['deliveries_s']:10d} deliveries/s handled, dropped {row['dropped']}"
+            )
 
 
 if __name__ == "__main__":

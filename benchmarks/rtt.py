@@ -23,87 +23,44 @@ import argparse
 import json
 import os
 import statistics
-import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import anyio
-import msgpack
+
+from plexisandbox._bench_baselines import RawPipe
+from plexisandbox._bench_common import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "modules" / "echo.py"
-HEADER = struct.Struct(">I")
-
-# The baseline's child: blocking reads and writes, msgpack both ways, nothing else.
-_BASELINE_CHILD = r"""
-import os, struct, sys, msgpack
-header = struct.Struct(">I")
-fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
-def read_exact(n):
-    out = b""
-    while len(out) < n:
-        chunk = os.read(fd_in, n - len(out))
-        if not chunk:
-            sys.exit(0)
-        out += chunk
-    return out
-while True:
-    (size,) = header.unpack(read_exact(4))
-    op, request_id, method, kwargs = msgpack.unpackb(read_exact(size))
-    body = msgpack.packb([35, request_id, kwargs.get("value")], use_bin_type=True)
-    os.write(fd_out, header.pack(len(body)) + body)
-"""
-
-
-def _percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
 def _summary(samples_ns: list[int]) -> dict[str, float]:
     us = [s / 1000 for s in samples_ns]
     return {
         "median_us": round(statistics.median(us), 2),
-        "p99_us": round(_percentile(us, 0.99), 2),
+        "p99_us": round(percentile(us, 0.99), 2),
         "calls": len(us),
     }
 
 
 def measure_baseline(calls: int, warmup: int) -> dict[str, float]:
-    """Blocking pipe + msgpack round trips to a fresh child interpreter."""
-    to_child_r, to_child_w = os.pipe()
-    from_child_r, from_child_w = os.pipe()
-    child = subprocess.Popen(
-        [sys.executable, "-c", _BASELINE_CHILD, str(to_child_r), str(from_child_w)],
-        pass_fds=(to_child_r, from_child_w),
-    )
-    os.close(to_child_r)
-    os.close(from_child_w)
+    """Blocking pipe + msgpack round trips to a fresh child interpreter (the same baseline
+    `plexisandbox bench` measures)."""
+    raw = RawPipe()
     samples: list[int] = []
     try:
         for i in range(warmup + calls):
-            body = msgpack.packb([3, i, "echo", {"value": 1}], use_bin_type=True)
             started = time.perf_counter_ns()
-            os.write(to_child_w, HEADER.pack(len(body)) + body)
-            head = b""
-            while len(head) < 4:
-                head += os.read(from_child_r, 4 - len(head))
-            (size,) = HEADER.unpack(head)
-            reply = b""
-            while len(reply) < size:
-                reply += os.read(from_child_r, size - len(reply))
-            answer = msgpack.unpackb(reply)
+            answer = raw.roundtrip(i)
             elapsed = time.perf_counter_ns() - started
-            assert answer == [35, i, 1], answer
+            assert answer == [35, i, i], answer
             if i >= warmup:
                 samples.append(elapsed)
     finally:
-        os.close(to_child_w)
-        os.close(from_child_r)
-        child.wait(timeout=10)
+        raw.close()
     return _summary(samples)
 
 
