@@ -16,8 +16,9 @@ typecheck:
 check:
 	./dev check
 
+# make bench ARGS='--quick --plot bench.png'
 bench:
-	./dev bench
+	./dev bench $(ARGS)
 
 demo:
 	./dev demo
