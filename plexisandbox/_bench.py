@@ -106,6 +106,8 @@ def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
         "throughput_calls_s": throughput,
         "cold_start_p50_ms": {k: round(statistics.median(v), 2) for k, v in ms.items()},
         "cold_start_p99_ms": {k: round(max(v), 2) for k, v in ms.items()},
+        # Zygote samples whose worker was launched after all (no zygote could be started).
+        "cold_start_zygote_fallbacks": cold["zygote_fallbacks"],
         # One idle zygote child that has answered a call: the figure the budget is for.
         "idle_uss_mib": cold["uss_mib"]["zygote"],
         "idle_uss_mib_by_start": cold["uss_mib"],
@@ -139,6 +141,11 @@ def format_suite(out: dict[str, Any]) -> str:
         f"cold start to first call, p50 (max): {cold['plain']} ms ({cold99['plain']}) plain, "
         f"{cold['zygote']} ms ({cold99['zygote']}) zygote"
     )
+    if out["cold_start_zygote_fallbacks"]:
+        lines.append(
+            f"  WARNING: {out['cold_start_zygote_fallbacks']} zygote samples were launched "
+            "instead (no zygote could be started; see the log above)"
+        )
     uss = out["idle_uss_mib_by_start"]
     lines.append(f"idle worker USS: {uss['zygote']} MiB zygote child, {uss['plain']} MiB launched")
     lines.append(
@@ -154,6 +161,8 @@ def format_suite(out: dict[str, Any]) -> str:
         f"{mem['uss_mib_median']} MiB, MemAvailable drop "
         f"{scale['mem_available_drop_mib_per_worker']} MiB per worker"
     )
+    if scale.get("zygote_fallbacks"):
+        lines.append(f"  WARNING: {scale['zygote_fallbacks']} of them were launched, not forked")
     conf = out["confinement_overhead"]
     if "unavailable" in conf:
         lines.append(f"confinement overhead: unavailable ({conf['unavailable']})")
@@ -166,6 +175,8 @@ def format_suite(out: dict[str, Any]) -> str:
             f"({cost['rtt_us']:+} µs), getppid() {cost['getppid_ns']:+} ns, "
             f"stat() {cost['stat_ns']:+} ns"
         )
+        if conf.get("zygote_fallbacks"):
+            lines.append(f"  WARNING: {conf['zygote_fallbacks']} starts were launched, not forked")
     events = out["events"]
     lines.append(
         f"events ({events['events']} per burst; baseline {events['baseline_calls_s']} "

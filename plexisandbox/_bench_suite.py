@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -39,6 +40,13 @@ PROBE = f"{BENCH_MODULES}:BenchProbe"
 LISTENER = f"{BENCH_MODULES}:BenchListener"
 MIB = 2**20
 PAYLOAD_SIZES = (64 * 1024, 1024 * 1024, 8 * 1024 * 1024)
+
+
+def _forked(pid: int | None) -> bool:
+    """Whether the worker was forked by a zygote rather than launched by this host: when the
+    zygote cannot start, the supervisor launches workers instead (and logs it), which would
+    silently turn a "zygote" figure into a launched one."""
+    return pid is not None and psutil.Process(pid).ppid() != os.getpid()
 
 
 def _uss_mib(pid: int | None) -> float:
@@ -101,6 +109,7 @@ async def cold_start(samples: int) -> dict[str, Any]:
     answered a call (`uss_mib`)."""
     times: dict[str, list[float]] = {"plain": [], "zygote": []}
     uss: dict[str, float] = {}
+    launched = 0
     async with Supervisor(zygote=False) as plain, Supervisor(zygote=True) as forked:
         sups = {"plain": plain, "zygote": forked}
         # The zygote itself starts at the first load: a one-off per supervisor, not counted.
@@ -113,6 +122,8 @@ async def cold_start(samples: int) -> dict[str, Any]:
                 await handle.start()
                 await handle.call("echo", value=i)
                 times[kind].append(time.perf_counter() - started)
+                if kind == "zygote" and not _forked(handle.pid):
+                    launched += 1
                 await sup.unload(handle.name)
         handles = {}
         for kind, sup in sups.items():
@@ -122,7 +133,7 @@ async def cold_start(samples: int) -> dict[str, Any]:
         await anyio.sleep(0.3)  # idle, as a worker sits between calls
         for kind, handle in handles.items():
             uss[kind] = _uss_mib(handle.pid)
-    return {**times, "uss_mib": uss}
+    return {**times, "uss_mib": uss, "zygote_fallbacks": launched}
 
 
 async def many_workers(
@@ -166,6 +177,8 @@ async def many_workers(
         results["call_wave_ms"] = round((time.perf_counter() - started) * 1e3, 1)
         results["answered"] = sum(answers.get(h.name) == h.name for h in handles)
         results["alive"] = sum(1 for h in handles if h.pid is not None)
+        if zygote:
+            results["zygote_fallbacks"] = sum(1 for h in handles if not _forked(h.pid))
         layer_sets = {h.stats().confinement_layers for h in handles}
         results["confinement_layers"] = sorted(set().union(*layer_sets))
         results["layer_sets"] = len(layer_sets)
@@ -236,6 +249,7 @@ async def _confinement_round(
     rtt: list[float] = []
     layers: list[str] = []
     inside: dict[str, float] = {}
+    fallbacks = 0
     async with Supervisor(zygote=zygote) as sup:
         if zygote:  # the zygote's own start is a one-off per supervisor, not counted
             warm = await sup.load(PROBE, name="warm", validate=False)
@@ -245,6 +259,7 @@ async def _confinement_round(
             handle = await sup.load(PROBE, name=f"probe{i}", validate=False)
             await handle.start()
             startup.append(time.perf_counter() - began)
+            fallbacks += zygote and not _forked(handle.pid)
             if i == 0:
                 layers = list(handle.stats().confinement_layers)
                 for _ in range(100):  # warm-up
@@ -255,7 +270,7 @@ async def _confinement_round(
                     rtt.append(time.perf_counter() - began)
                 inside = await handle.call("syscalls", n=syscalls, timeout=60)
             await sup.unload(handle.name)
-    return {"layers": layers, "start": startup, "rtt": rtt, **inside}
+    return {"layers": layers, "start": startup, "rtt": rtt, "fallbacks": fallbacks, **inside}
 
 
 async def confinement_overhead(
@@ -276,7 +291,10 @@ async def confinement_overhead(
                     max(1, starts // 2), max(1, calls // 2), syscalls, zygote=zygote
                 )
             )
-    out: dict[str, Any] = {"zygote": zygote}
+    out: dict[str, Any] = {
+        "zygote": zygote,
+        "zygote_fallbacks": sum(r["fallbacks"] for rounds in runs.values() for r in rounds),
+    }
     for label, rounds in runs.items():
         start = [s for r in rounds for s in r["start"]]
         rtt = [s for r in rounds for s in r["rtt"]]

@@ -59,6 +59,7 @@ def test_quick_suite_json_has_the_documented_keys(
     assert out["cold_start_p50_ms"]["plain"] > 0
     assert out["cold_start_p50_ms"]["zygote"] > 0
     assert out["idle_uss_mib"] > 0
+    assert isinstance(out["cold_start_zygote_fallbacks"], int)
     assert set(out["payload_rtt_ms"]) == {str(64 * 1024), str(2**20), str(8 * 2**20)}
 
 
