@@ -4,11 +4,11 @@ Two numbers for the same call, measured in the same run:
 
 * **in-process** — `await module.call_method(METHOD, **args)` with no boundary at all. The
   module is untrusted, so this never runs in the host: it runs inside a throwaway confined
-  worker. `_timing_copy()` writes a private copy of the module's file with a subclass appended
-  that adds one API method, `plexisandbox_bench_time`, which times the call in a loop inside
-  the worker and returns the per-call seconds. The copy is loaded like any module (same name,
-  grant, config and data folder), and the hook is called once. The worker runtime and the
-  protocol are untouched: to the runtime the copy is just another module.
+  worker. `_timing_copy()` writes a private copy of the module's folder in which the module's
+  file has a subclass appended that adds one API method, `plexisandbox_bench_time`: it times
+  the call in a loop inside the worker and returns the per-call seconds. The copy is loaded
+  like any module (same name, grant, config and data folder), and the hook is called once. The
+  worker runtime and the protocol are untouched: to the runtime the copy is just a module.
 * **sandbox** — `await handle.call(METHOD, **args)` from the host, one call at a time, on the
   module loaded normally from its own source.
 
@@ -123,6 +123,29 @@ def parse_call_args(text: str | None, *, module: str = "the module") -> dict[str
     return value
 
 
+#: What a module folder's copy leaves out: caches and hidden entries (.git, .venv).
+_IGNORED = shutil.ignore_patterns("__pycache__", ".*")
+_TREE_FILES, _TREE_BYTES = 2000, 64 * 2**20
+
+
+def _small_tree(folder: str) -> bool:
+    """Whether `folder` (hidden entries and caches aside) is small enough to copy."""
+    files = size = 0
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        for name in names:
+            if name.startswith("."):
+                continue
+            files += 1
+            try:
+                size += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+            if files > _TREE_FILES or size > _TREE_BYTES:
+                return False
+    return True
+
+
 def _timing_copy(resolved: ResolvedSource, base: str, folder: Path) -> str:
     """Write the timing copy of the module into `folder`; returns its `path.py:Class` source.
 
@@ -132,11 +155,18 @@ def _timing_copy(resolved: ResolvedSource, base: str, folder: Path) -> str:
     spec = resolved.spec
     hook = _HOOK_SOURCE.format(timed=_TIMED_CLASS, base=base, hook=HOOK)
     if spec["kind"] == "file":
-        # The copy keeps the file's name, so tracebacks and logs read like the original.
-        # Only the file itself is copied: a module that imports files beside it cannot be
-        # timed this way (the worker may read only the copy's folder).
+        # The worker may read only the copy's folder, so the module's own folder comes along
+        # when it is small (a module importing files beside it, or reading data there); the
+        # module file itself keeps its name, so tracebacks and logs read like the original.
+        source_dir = os.path.dirname(spec["path"])
+        tree = folder / "module"
+        if _small_tree(source_dir):
+            shutil.copytree(source_dir, tree, symlinks=True, ignore=_IGNORED)
+        else:
+            tree.mkdir()
+        tree.chmod(0o755)
         original = Path(spec["path"]).read_bytes()
-        target = folder / os.path.basename(spec["path"])
+        target = tree / os.path.basename(spec["path"])
         target.write_bytes(original + b"\n" + hook.encode())
     elif spec["kind"] == "import":
         module = spec["module"]
@@ -265,6 +295,10 @@ async def bench_module(
                     f"{label}: {method}(**{json.dumps(args)}) raised {exc.remote_type}: "
                     f"{exc.remote_message}; check that --args matches the method's parameters"
                 ) from exc
+            except SandboxError as exc:
+                raise BenchUsageError(
+                    f"{label}: calling {method}() through the sandbox failed: {_first_line(exc)}"
+                ) from exc
             await sup.unload(handle.name)
 
             if not _DOTTED.match(base):
@@ -275,6 +309,20 @@ async def bench_module(
                     timing_source, name=module_name, grant=granted, config=config, validate=False
                 )
                 await timed.start()
+            except SandboxError as exc:
+                hint = (
+                    "bench copies the module's folder into a private one (only the module file "
+                    f"when the folder holds more than {_TREE_FILES} files or "
+                    f"{_TREE_BYTES // 2**20} MiB); a module needing files outside it cannot be "
+                    "timed in-process"
+                    if resolved.spec["kind"] == "file"
+                    else "the package must be installed (site-packages) to be imported there"
+                )
+                raise BenchUsageError(
+                    f"cannot time {label} in-process: its timing copy failed to load: "
+                    f"{_first_line(exc)} ({hint})"
+                ) from exc
+            try:
                 raw = await timed.call(
                     HOOK,
                     method=method,
@@ -285,14 +333,10 @@ async def bench_module(
                     timeout=budget * 3 + 60,
                 )
             except SandboxError as exc:
-                hint = (
-                    "bench copies only the module's own file into a private folder, so a "
-                    "module that imports files beside it cannot be timed in-process"
-                    if resolved.spec["kind"] == "file"
-                    else "the package must be installed (site-packages) to be imported there"
-                )
                 raise BenchUsageError(
-                    f"cannot time {label} in-process: {_first_line(exc)} ({hint})"
+                    f"cannot time {label} in-process: {_first_line(exc)} (the timing copy calls "
+                    f"call_method({method!r}, ...) in a loop; does the module override "
+                    "call_method() or get_available_methods() and refuse it?)"
                 ) from exc
             await sup.unload(timed.name)
     finally:

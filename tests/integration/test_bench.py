@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +229,30 @@ async def test_bench_module_refuses_a_method_outside_the_api() -> None:
     with pytest.raises(BenchUsageError, match="has no API method") as caught:
         await bench_module(ECHO, HOOK, {}, n=5, budget=1.0)
     assert "echo.py" in str(caught.value)
+
+
+@pytest.fixture
+def readable_tmp() -> Iterator[Path]:
+    """A temporary folder workers can read (they may run under their own uid, and pytest's
+    tmp_path lies inside a folder only the host's user may enter)."""
+    path = Path(tempfile.mkdtemp(prefix="plexisandbox-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.anyio
+async def test_bench_module_times_a_module_that_imports_a_file_beside_it(
+    readable_tmp: Path,
+) -> None:
+    (readable_tmp / "helper.py").write_text("FACTOR = 3\n")
+    source = (TEST_MODULES / "bench_where.py").read_text()
+    (readable_tmp / "uses_helper.py").write_text(
+        source.replace("import os\n", "import os\n\nimport helper\n").replace(
+            "os.getpid() * n", "os.getpid() * n * helper.FACTOR"
+        )
+    )
+    result = await bench_module(str(readable_tmp / "uses_helper.py"), "where", {}, n=20, budget=5.0)
+    assert result["calls"] == {"in_process": 20, "sandbox": 20}
