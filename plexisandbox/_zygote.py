@@ -31,7 +31,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -189,14 +189,7 @@ class Zygote:
             os.close(instance.pidfd)
             instance.exited.set()
         if self._current is instance and instance.process.poll() is not None:
-            # Not a stop we asked for: every worker it forked died with it (their
-            # parent-death signal). The next spawn() starts a new zygote.
-            _log.warning(
-                "the zygote (pid %d) died (%s); its workers died with it; a new zygote starts "
-                "at the next load",
-                instance.process.pid,
-                _describe(instance.process.returncode),
-            )
+            _report_death(instance)
 
     async def aclose(self) -> None:
         """Stop the zygote (any worker it still has dies with it) and reap it."""
@@ -211,8 +204,12 @@ class Zygote:
                 instance.stop()
 
     # -- spawning ------------------------------------------------------------------------------
-    async def spawn(self, env: Mapping[str, str]) -> LaunchedWorker:
+    async def spawn(
+        self, env: Mapping[str, str], *, paths: Sequence[str] | None = None
+    ) -> LaunchedWorker:
         """Fork one worker with `env`; it speaks first (HELLO), as a launched worker does.
+        `paths` are its policy's Landlock paths: on a root host the zygote prepares the mount
+        namespace that makes them reachable for the worker's uid (one per distinct set).
 
         A dead or wedged zygote is replaced (and logged); if no zygote can be had, the worker
         is launched the plain way, and so are the next ones for `_PLAIN_BACKOFF` seconds
@@ -229,13 +226,16 @@ class Zygote:
                 try:
                     if instance is None or instance.process.poll() is not None:
                         if instance is not None:
+                            # Dead before its watcher saw the end of its output (a spare
+                            # child may hold the output pipe a moment longer): say it here.
+                            _report_death(instance)
                             self._current = None
                             instance.stop()
                         if self._started:
                             self.restarts += 1
                             _log.warning("starting a new zygote (restart %d)", self.restarts)
                         instance = await self._start()
-                    return await self._spawn_once(instance.sock, env)
+                    return await self._spawn_once(instance.sock, env, paths)
                 except (OSError, TimeoutError, ValueError, msgpack.UnpackException) as exc:
                     _log.warning("zygote failed to fork a worker (attempt %d): %s", attempt, exc)
                     if self._current is not None:
@@ -248,10 +248,13 @@ class Zygote:
         )
         return launch_worker(env)
 
-    async def _spawn_once(self, sock: socket.socket, env: Mapping[str, str]) -> LaunchedWorker:
+    async def _spawn_once(
+        self, sock: socket.socket, env: Mapping[str, str], paths: Sequence[str] | None
+    ) -> LaunchedWorker:
         child_ends, host_ends = channel_pipes()
         try:
-            body = msgpack.packb([_SPAWN, [[str(k), str(v)] for k, v in env.items()]])
+            options = {"paths": [str(p) for p in paths]} if paths is not None else {}
+            body = msgpack.packb([_SPAWN, [[str(k), str(v)] for k, v in env.items()], options])
             rights = struct.pack("=4i", *child_ends)
             sock.sendmsg([body], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
         except BaseException:
@@ -322,6 +325,7 @@ class _Instance:
     output: int
     exited: anyio.Event = field(default_factory=anyio.Event)
     stopped: bool = False
+    reported: bool = False  # its unrequested death was logged
 
     def stop(self) -> None:
         """Close our end, SIGKILL the zygote if it still runs, reap it. Idempotent."""
@@ -377,6 +381,21 @@ def _launch_zygote() -> _Instance:
     parent.setblocking(False)
     os.set_blocking(out_r, False)
     return _Instance(process, parent, os.pidfd_open(process.pid), out_r)
+
+
+def _report_death(instance: _Instance) -> None:
+    """Log, once, that a zygote died without being asked to stop."""
+    if instance.stopped or instance.reported:
+        return
+    instance.reported = True
+    # Every worker it forked died with it (their parent-death signal). The next spawn()
+    # starts a new zygote.
+    _log.warning(
+        "the zygote (pid %d) died (%s); its workers died with it; a new zygote starts "
+        "at the next load",
+        instance.process.pid,
+        _describe(instance.process.returncode),
+    )
 
 
 def _describe(returncode: int | None) -> str:

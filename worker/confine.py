@@ -24,13 +24,41 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import landlock, namespaces, rlimits, seccomp
 
-__all__ = ["ConfinementError", "apply"]
+__all__ = ["ConfinementError", "Prepared", "apply"]
 
 _PR_SET_NO_NEW_PRIVS = 38
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass
+class Prepared:
+    """Namespaces the zygote made for this worker to join (descriptors this process owns;
+    `apply()` closes them, used or not, before it returns)."""
+
+    #: The empty network namespace every worker without network shares.
+    netns: int | None = None
+    #: A mount namespace masked (namespaces.mask_untraversable) for exactly `mnt_paths`.
+    mntns: int | None = None
+    mnt_paths: list[str] = field(default_factory=list)
+    masked: list[str] = field(default_factory=list)
+    #: The zygote checked `mnt_paths`: with no `mntns`, none of their ancestors needs a mask.
+    mnt_checked: bool = False
+
+    def take(self, kind: str) -> int | None:
+        fd = getattr(self, kind)
+        setattr(self, kind, None)
+        return fd  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for kind in ("netns", "mntns"):
+            fd = self.take(kind)
+            if fd is not None:
+                os.close(fd)
 
 
 class ConfinementError(Exception):
@@ -58,18 +86,26 @@ def _prewarm(kinds: list[str]) -> None:
 
 
 def _no_new_privs() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
-def apply(policy: dict[str, Any]) -> dict[str, Any]:
+def apply(policy: dict[str, Any], prepared: Prepared | None = None) -> dict[str, Any]:
     """Apply `policy` (SandboxPolicy.to_wire() plus the host's "uid"); return the report
-    {layers: [...], missing: {layer: why}, ...}.
+    {layers: [...], missing: {layer: why}, ...}. `prepared`: namespaces the zygote made for
+    this worker to join instead of creating its own (root host only).
 
     Raises:
         ConfinementError: strict mode and a layer the policy requires could not be applied.
     """
+    try:
+        return _apply(policy, prepared or Prepared())
+    finally:
+        if prepared is not None:
+            prepared.close()
+
+
+def _apply(policy: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
     if threading.active_count() != 1:
         raise ConfinementError("threads", "confinement must start single-threaded")
     strict = bool(policy.get("strict", True))
@@ -122,16 +158,38 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
     # 3. Identity and namespaces.
     paths = [*policy.get("read", []), *policy.get("write", [])]
     uid = policy.get("uid")
+
+    def enter_netns() -> str | None:
+        fd = prepared.take("netns")
+        if fd is None or os.geteuid() != 0:
+            if fd is not None:
+                os.close(fd)
+            namespaces.enter_netns()
+            return None
+        namespaces.join(fd, namespaces.CLONE_NEWNET)
+        return "shared"
+
+    def mask_untraversable() -> list[str]:
+        fd = prepared.take("mntns")
+        if prepared.mnt_checked and prepared.mnt_paths == paths:
+            if fd is None:
+                return []
+            namespaces.join(fd, namespaces.CLONE_NEWNS)
+            return list(prepared.masked)
+        if fd is not None:
+            os.close(fd)
+        return namespaces.mask_untraversable(paths)
+
     if "uid" in required:
         if uid is None or os.geteuid() != 0:
             unavailable("uid", "the host gave no worker uid, or the worker is not root")
-            step("netns", namespaces.enter_netns)
+            step("netns", enter_netns)
         else:
 
             def become_uid() -> object:
-                masked = namespaces.mask_untraversable(paths)
+                masked = mask_untraversable()
                 if "netns" in required:
-                    step("netns", namespaces.enter_netns)
+                    step("netns", enter_netns)
                 namespaces.drop_to_uid(int(uid), int(policy.get("gid", uid)))
                 namespaces.rearm_pdeathsig(parent)
                 return {"uid": int(uid), "masked": masked} if masked else {"uid": int(uid)}
@@ -149,7 +207,7 @@ def apply(policy: dict[str, Any]) -> dict[str, Any]:
 
         step("userns", userns)
     else:
-        step("netns", namespaces.enter_netns)
+        step("netns", enter_netns)
 
     # 4. no_new_privs: no gain through exec, and the precondition of restrict_self.
     step("no_new_privs", _no_new_privs)

@@ -13,6 +13,7 @@ import signal
 __all__ = ["close_inherited_fds", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def die_with_parent(expected_parent: int) -> None:
@@ -21,8 +22,7 @@ def die_with_parent(expected_parent: int) -> None:
     The parent may already be gone between fork and prctl; checking getppid() afterwards
     closes that race (prctl(2), "PR_SET_PDEATHSIG").
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != expected_parent:
         os._exit(0)

@@ -28,7 +28,7 @@ from .loader import instantiate, load_class
 from .logrelay import install_log_relay
 from .serve import Runtime
 
-__all__ = ["EXIT_CONFINE", "EXIT_IMPORT", "EXIT_PROTOCOL", "main"]
+__all__ = ["EXIT_CONFINE", "EXIT_IMPORT", "EXIT_PROTOCOL", "main", "run"]
 
 EXIT_PROTOCOL = 69
 EXIT_CONFINE = 70
@@ -102,22 +102,38 @@ def _forget_unreadable_paths() -> None:
     importlib.invalidate_caches()
 
     def usable(entry: str) -> bool:
-        if os.path.isfile(entry):  # a zip archive
-            return True
+        # Opening a folder is what Landlock's READ_DIR right governs: no need to list it.
         try:
-            os.listdir(entry)
+            fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return False
+        os.close(fd)
         return True
 
     sys.path[:] = [entry for entry in sys.path if entry and usable(entry)]
 
 
 def main(args: list[str]) -> NoReturn:
+    """A launched worker's entry point: `args` are [data in, data out, control in, host pid]."""
     fd_in, fd_out, fd_ctl, parent = (int(a) for a in args)
     # 1. Hygiene before anything is read: die with the supervisor, hold only the channel.
     hygiene.die_with_parent(parent)
     hygiene.close_inherited_fds({0, 1, 2, fd_in, fd_out, fd_ctl})
+    run(fd_in, fd_out, fd_ctl)
+
+
+def run(
+    fd_in: int,
+    fd_out: int,
+    fd_ctl: int,
+    *,
+    prepared: confine.Prepared | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> NoReturn:
+    """Handshake, confinement, import, serve — after the hygiene of step 1 (done by `main()`,
+    or by the zygote's spare child before it was handed this worker's channel). `prepared`
+    and `loop` are what the zygote's child made ahead: namespaces to join, and the event
+    loop (its epoll fd and self-pipe; no thread)."""
     writer = FrameWriter(fd_out)
     reader = BlockingReader(fd_in)
 
@@ -145,7 +161,7 @@ def main(args: list[str]) -> NoReturn:
         # filesystem is still open (the class itself is unpickled after GO).
         import dill  # noqa: F401
     try:
-        report = confine.apply(boot["policy"])
+        report = confine.apply(boot["policy"], prepared)
     except confine.ConfinementError as exc:
         _fatal(writer, "confine:" + exc.layer, exc, EXIT_CONFINE)
     except Exception as exc:
@@ -170,6 +186,10 @@ def main(args: list[str]) -> NoReturn:
         _fatal(writer, "import", exc, EXIT_IMPORT)
     writer.send([Op.READY, description])
 
-    # 5. Serve until the host closes the channel.
-    asyncio.run(runtime.serve(reader.leftover()))
+    # 5. Serve until the host closes the channel: what asyncio.run() does, on the loop made
+    #    ahead if there is one.
+    the_loop = loop if loop is not None else asyncio.new_event_loop()
+    asyncio.set_event_loop(the_loop)
+    with asyncio.Runner(loop_factory=lambda: the_loop) as runner:
+        runner.run(runtime.serve(reader.leftover()))
     os._exit(0)

@@ -168,7 +168,10 @@ async def test_zygote_worker_holds_only_the_channel_descriptors(
         report = await probe.call("fds")
         assert sup.zygote is not None
         assert sup.zygote.pid is not None
-        zygote_fds = os.listdir(f"/proc/{sup.zygote.pid}/fd")
+        zygote_fds = {
+            fd: os.readlink(f"/proc/{sup.zygote.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{sup.zygote.pid}/fd")
+        }
     finally:
         for fd in (leaked, leaked_r, leaked_w):
             os.close(fd)
@@ -193,9 +196,17 @@ async def test_zygote_worker_holds_only_the_channel_descriptors(
             )
         }
         assert {int(link[6:-1]) for link in links} == ours
-    # The zygote itself: stdio, its socket, and per worker a pidfd and a status pipe.
+    # The zygote itself: stdio, its socket, per worker a pidfd and a status pipe, and its
+    # spare child (socketpair, pidfd, both ends of the status pipe); on a root host also the
+    # shared empty network namespace and the masked mount namespace, if one was needed.
     assert neighbour.pid is not None
-    assert len(zygote_fds) == 3 + 1 + 2 * 2, zygote_fds
+    namespaces = sorted(
+        link.partition(":")[0]
+        for link in zygote_fds.values()
+        if link.startswith(("net:[", "mnt:["))
+    )
+    assert len(zygote_fds) - len(namespaces) == 3 + 1 + 2 * 2 + 4, zygote_fds
+    assert namespaces in ([], ["net"], ["mnt", "net"]), zygote_fds
 
 
 async def test_zygote_worker_exit_code_is_reported(sup: Supervisor) -> None:
