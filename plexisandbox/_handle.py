@@ -178,7 +178,7 @@ class ModuleHandle:
                 wire["uid"] = wire["gid"] = lease.uid
             if policy.data_dir is not None:
                 prepare_data_dir(policy.data_dir, lease.uid if lease is not None else None)
-            launched = await self._sup._launch(dict(policy.env))
+            launched = await self._sup._launch(dict(policy.env), [*wire["read"], *wire["write"]])
         except BaseException:
             if lease is not None:
                 lease.release()

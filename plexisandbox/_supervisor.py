@@ -118,13 +118,14 @@ class Supervisor:
             await self.zygote.aclose()
             self.zygote = None
 
-    async def _launch(self, env: dict[str, str]) -> LaunchedWorker:
-        """Start one worker process: forked by the zygote, or launched."""
+    async def _launch(self, env: dict[str, str], paths: list[str] | None = None) -> LaunchedWorker:
+        """Start one worker process: forked by the zygote, or launched. `paths`: the policy's
+        Landlock paths (the zygote prepares their mount namespace)."""
         if not self.use_zygote:
             return launch_worker(env)
         if self.zygote is None:
             self.zygote = Zygote(self._task_group)
-        return await self.zygote.spawn(env)
+        return await self.zygote.spawn(env, paths=paths)
 
     @property
     def _task_group(self) -> anyio.abc.TaskGroup:
