@@ -23,6 +23,7 @@ __all__ = [
     "LaunchedWorker",
     "WorkerProcess",
     "channel_pipes",
+    "ensure_bytecode",
     "launch_worker",
     "worker_package_dir",
 ]
@@ -48,6 +49,26 @@ def worker_package_dir() -> str:
     if os.path.isfile(os.path.join(candidate, "main.py")):
         return candidate
     raise RuntimeError("cannot find the plexisandbox_worker package; reinstall plexisandbox")
+
+
+@cache
+def ensure_bytecode() -> None:
+    """Write fresh `.pyc` files for the worker package and `plexisandbox`, once per host.
+
+    A worker runs with `-B` (it never writes bytecode: it could not, and must not), so a
+    module whose `.pyc` is missing or stale is compiled from source in every worker — ~10 ms
+    per start for our own modules here. The host is trusted and compiles trusted source, as
+    any import of its own would (pip does the same at install). A read-only install is left
+    as it is.
+    """
+    import compileall
+
+    here = os.path.dirname(os.path.realpath(plexisandbox.__file__))
+    for folder in (worker_package_dir(), here):
+        try:
+            compileall.compile_dir(folder, maxlevels=2, quiet=2)
+        except OSError:
+            pass
 
 
 @cache
@@ -132,6 +153,7 @@ def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
     Raises:
         OSError: the interpreter could not be started (fd or process limits).
     """
+    ensure_bytecode()
     child_ends, (to_worker_w, from_worker_r, ctl_w, out_r) = channel_pipes()
     to_worker_r, from_worker_w, ctl_r, out_w = child_ends
     argv = [

@@ -38,7 +38,13 @@ import anyio
 import anyio.abc
 import msgpack
 
-from ._launcher import LaunchedWorker, channel_pipes, launch_worker, library_paths
+from ._launcher import (
+    LaunchedWorker,
+    channel_pipes,
+    ensure_bytecode,
+    launch_worker,
+    library_paths,
+)
 from ._launcher import worker_package_dir as _worker_dir
 from ._policy import SandboxPolicy
 
@@ -343,6 +349,7 @@ class _Instance:
 
 def _launch_zygote() -> _Instance:
     """Start a zygote the way a worker is started (see plexisandbox._launcher)."""
+    ensure_bytecode()
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     argv = [

@@ -25,7 +25,8 @@ closed, its event loop made — and blocks on its own socketpair to the zygote. 
 the channel's descriptors (`_specialize`), and it runs the very same `run()` a launched worker
 runs: handshake, this module's own confinement (uid, netns, Landlock, seccomp), serve. The
 fork (~0.7 ms of page-table copying here, and as much again before the child runs) is off the
-start-up path; the zygote forks the next spare right after answering.
+start-up path; the zygote forks the next spare once the new worker has had time to start
+(`_REFILL_DELAY`).
 
 Shared namespaces (root host): at start the zygote makes one empty network namespace, and per
 distinct set of "paths" one mount namespace masked for them (`namespaces.mask_untraversable`,
@@ -55,6 +56,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -74,6 +76,11 @@ _MAX_MESSAGE = 1 << 16
 _FD_SPACE = socket.CMSG_SPACE(4 * 4)  # room for exactly the four descriptors of a spawn
 _SPARE_FD_SPACE = socket.CMSG_SPACE(6 * 4)  # the four, and two namespaces
 _MOUNT_CACHE = 8  # masked mount namespaces kept (one per distinct set of paths)
+#: Seconds after a spare is handed out before the next one is forked. Forking at once puts
+#: the zygote's page-table copy and the spare's preparation on the two CPUs just when the new
+#: worker and the host run its handshake (measured: +0.8 ms to HELLO on 2 vCPUs); a worker's
+#: start takes a few ms. A request that finds no spare forks inline, as before spares.
+_REFILL_DELAY = 0.02
 #: The `comm` of a spare child while it waits for a request.
 SPARE_NAME = b"plexisbx-spare"
 _PR_SET_NAME, _PR_GET_NAME = 15, 16
@@ -169,9 +176,10 @@ def _specialize(
         os.dup2(fd_output, 1)
         os.dup2(fd_output, 2)
         os.close(fd_output)
-        # The policy's environment (os.environ writes through to the C environ). What glibc
-        # reads once at start-up (MALLOC_ARENA_MAX) came from the zygote's own environment,
-        # which is the policy's baseline allow-list.
+        # The policy's environment (os.environ writes through to the C environ), as a
+        # launched worker has it from exec (dill's import, before confinement, reads TMPDIR).
+        # What glibc reads once at start-up (MALLOC_ARENA_MAX) came from the zygote's own
+        # environment, which is the policy's baseline allow-list.
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in env})
         sys.argv[1:] = []
@@ -278,6 +286,7 @@ class _Zygote:
         self.by_status: dict[int, _Child] = {}
         self.spare: _Child | None = None
         self.spares_lost = 0  # spares that died unused, in a row: stop keeping one at 3
+        self.handed_out = 0.0  # when the last spare became a worker
         #: The empty network namespace every worker without network joins (root host).
         self.netns: int | None = None
         self.mounts: OrderedDict[tuple[str, ...], _MountNs | None] = OrderedDict()
@@ -293,13 +302,18 @@ class _Zygote:
     def run(self) -> None:
         self.poller.register(self.sock.fileno(), select.POLLIN)
         while True:
+            timeout: float | None = None
             if self.spare is None and self.spares_lost < 3:
-                try:
-                    self.spare = self.fork_spare()
-                except OSError:
-                    pass  # out of processes or fds: the next request forks inline
+                wait = self.handed_out + _REFILL_DELAY - time.monotonic()
+                if wait > 0:
+                    timeout = wait * 1000
+                else:
+                    try:
+                        self.spare = self.fork_spare()
+                    except OSError:
+                        pass  # out of processes or fds: the next request forks inline
             try:
-                events = self.poller.poll()
+                events = self.poller.poll(timeout)
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 continue
             for fd, mask in events:
@@ -417,6 +431,7 @@ class _Zygote:
                 child.sock = None
         status_r, child.status_r = child.status_r, -1
         self.spares_lost = 0
+        self.handed_out = time.monotonic()
         self.by_status[child.status_w] = child
         self.poller.register(child.status_w, 0)  # POLLERR once the host closes its end
         try:
@@ -484,6 +499,10 @@ def serve(args: list[str]) -> None:
     hygiene.close_inherited_fds({0, 1, 2, sock_fd})
     sock = socket.socket(fileno=sock_fd)
     _warm_up()
+    # The import system's directory caches (every sys.path folder listed, every name cached)
+    # are dropped by each worker after confinement (worker.main): freeing them in every child
+    # writes to ~180 pages it would otherwise share (copy-on-write). Drop them once, here.
+    sys.path_importer_cache.clear()
     zygote = _Zygote(sock)
     if os.geteuid() == 0:
         try:

@@ -73,6 +73,20 @@ def _wait_gone(pids: list[int], timeout: float, *, no_zombie: bool = False) -> l
         time.sleep(0.01)
 
 
+def _wait_for_spare(zygote: int, timeout: float = 10.0) -> None:
+    """Until the zygote has forked its spare child (shortly after each load)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split():
+            try:
+                if Path(f"/proc/{pid}/comm").read_bytes().strip() == b"plexisbx-spare":
+                    return
+            except OSError:
+                pass
+        time.sleep(0.005)
+    raise AssertionError("the zygote forked no spare child")
+
+
 def _environ(pid: int) -> bytes:
     return Path(f"/proc/{pid}/environ").read_bytes()
 
@@ -168,6 +182,7 @@ async def test_zygote_worker_holds_only_the_channel_descriptors(
         report = await probe.call("fds")
         assert sup.zygote is not None
         assert sup.zygote.pid is not None
+        await anyio.to_thread.run_sync(_wait_for_spare, sup.zygote.pid)
         zygote_fds = {
             fd: os.readlink(f"/proc/{sup.zygote.pid}/fd/{fd}")
             for fd in os.listdir(f"/proc/{sup.zygote.pid}/fd")

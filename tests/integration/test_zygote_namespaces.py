@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from plexisandbox import RestartPolicy, RestartStrategy, Supervisor
@@ -17,6 +19,7 @@ from plexisandbox.interfaces import ModulePermissions
 from tests.conftest import TEST_MODULES
 
 pytestmark = pytest.mark.anyio
+SPARE_NAME = b"plexisbx-spare"  # plexisandbox_worker.zygote.SPARE_NAME
 PROBE = TEST_MODULES / "probe.py"
 NET_CLIENT = Path(__file__).resolve().parents[1] / "hostile" / "modules" / "net_client.py"
 NO_RESTART = RestartPolicy(strategy=RestartStrategy.TEMPORARY)
@@ -63,6 +66,20 @@ def _needs_mask(paths: list[str]) -> bool:
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
+
+
+def _wait_for_spare(zygote: int, timeout: float = 10.0) -> int:
+    """The pid of the zygote's spare child, once it has forked one (shortly after a load)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in _read(f"/proc/{zygote}/task/{zygote}/children").decode().split():
+            try:
+                if _read(f"/proc/{pid}/comm").strip() == SPARE_NAME:
+                    return int(pid)
+            except OSError:
+                pass
+        assert time.monotonic() < deadline, "the zygote forked no spare child"
+        time.sleep(0.005)
 
 
 def _require_root() -> None:
@@ -130,10 +147,8 @@ async def test_the_spare_child_holds_only_stdio_and_its_socket(sup: Supervisor) 
     assert sup.zygote is not None
     zygote = sup.zygote.pid
     assert zygote is not None
-    children = _read(f"/proc/{zygote}/task/{zygote}/children").decode().split()
-    spares = [int(pid) for pid in children if int(pid) != probe.pid]
-    assert len(spares) == 1
-    spare = spares[0]
+    spare = await anyio.to_thread.run_sync(_wait_for_spare, zygote)
+    assert spare != probe.pid
     fds = {int(fd): os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")}
     # stdio, its socket to the zygote, and its event loop's epoll fd and self-pipe.
     assert fds[0] == "/dev/null"
