@@ -6,8 +6,9 @@ same way):
   0. environment from the policy's allow-list (fds, session and pdeathsig: hygiene.py, earlier)
   1. rlimits — while still root, so nothing has to be raised later
   2. pre-warm DNS/TLS (network declared) — needs files Landlock will close
-  3. identity: root host → mount-mask untraversable ancestors, network namespace, drop to the
-     worker's own uid (which clears every capability), re-arm the parent-death signal;
+  3. identity: root host → mount-mask untraversable ancestors, network namespace (or join
+     the ones the zygote prepared: `Prepared`), drop to the worker's own uid (which clears
+     every capability), re-arm the parent-death signal;
      non-root host → user namespace, network namespace, drop the namespace's capabilities
   4. no_new_privs — landlock_restrict_self() demands it once capabilities are gone
   5. Landlock: read-only runtime + module folder, read-write data folder, TCP, scopes
