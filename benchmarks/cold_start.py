@@ -8,8 +8,9 @@ worker is unloaded after each sample (not timed). The zygote itself is started b
 first sample (it is a one-off per supervisor).
 
 Also printed: where the time goes (host clock at HELLO, CONFINED, READY, configured,
-started, first answer), and the same sample with `validate=False` (no contract validation,
-which is host-side work independent of how the process starts).
+started, first answer), the same sample with `validate=False` (no contract validation,
+which is host-side work independent of how the process starts), and the unique memory (USS)
+of an idle worker in each mode.
 
     .venv/bin/python benchmarks/cold_start.py                 # 100 samples per mode, asyncio
     .venv/bin/python benchmarks/cold_start.py -n 300 --backend trio --json
@@ -69,6 +70,23 @@ async def _one(sup: Supervisor, i: int, validate: bool) -> tuple[float, dict[str
     return done - started, phases
 
 
+async def _idle_uss(sup: Supervisor, count: int = 10) -> float:
+    """Median unique memory (USS, MiB) of `count` echo workers, idle after one call each."""
+    import psutil
+
+    handles = []
+    for i in range(count):
+        handle = await sup.load(ECHO, name=f"idle{i}")
+        await handle.start()
+        await handle.call("echo", value=i)
+        handles.append(handle)
+    await anyio.sleep(1.0)
+    uss = [psutil.Process(h.pid).memory_full_info().uss / 2**20 for h in handles if h.pid]
+    for handle in handles:
+        await sup.unload(handle.name)
+    return round(statistics.median(uss), 2)
+
+
 async def _run(n: int, warmup: int) -> dict[str, Any]:
     _worker.WorkerConnection._expect = _marking_expect  # type: ignore[method-assign]
     results: dict[str, Any] = {}
@@ -94,6 +112,8 @@ async def _run(n: int, warmup: int) -> dict[str, Any]:
                         for name in PHASES
                     },
                 }
+        for mode, sup in sups.items():
+            results[mode]["idle_uss_mib"] = await _idle_uss(sup)
     return results
 
 
@@ -120,6 +140,10 @@ def main() -> None:
     print("p50 host clock since load() (ms): " + " → ".join(PHASES))
     for mode, r in results.items():
         print(f"  {mode:26} " + "  ".join(f"{r['phases_p50_ms'][p]:6.2f}" for p in PHASES))
+    print(
+        "idle USS per worker (MiB, p50 of 10): "
+        + "  ".join(f"{mode} {results[mode]['idle_uss_mib']:.2f}" for mode in ("plain", "zygote"))
+    )
     plain, zygote = results["plain"]["p50_ms"], results["zygote"]["p50_ms"]
     print(f"zygote speed-up at p50: {plain / zygote:.1f}× ({plain - zygote:.1f} ms saved)")
 
