@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime
 import enum
+import os
 import struct
+import threading
 from typing import Any, Final
 
 import msgpack
@@ -211,6 +213,10 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
     return value
 
 
+_scratch = threading.local()
+_SCRATCH_SIZE = 256 * 1024  # a read takes at most this much: 4 default pipe buffers
+
+
 class FrameDecoder:
     """Incremental frame parser: `feed(bytes)` returns the complete messages so far.
 
@@ -224,34 +230,65 @@ class FrameDecoder:
         self._buf = bytearray()
         self._max = max_frame
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Any]:
         """Add bytes; return every message completed by them, in order.
 
         Raises:
             ProtocolError: an oversized frame or an undecodable body.
         """
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            src: Any = buf
+        else:
+            src = data  # nothing pending: decode in place, keep only an incomplete tail
+        view = memoryview(src)
         out: list[Any] = []
         pos = 0
-        end = len(buf)
-        while end - pos >= 4:
-            (size,) = HEADER.unpack_from(buf, pos)
-            if size > self._max:
-                raise ProtocolError(
-                    f"frame of {size} bytes announced; the limit is {self._max} bytes"
-                )
-            if end - pos - 4 < size:
-                break
-            body = memoryview(buf)[pos + 4 : pos + 4 + size]
-            try:
-                out.append(decode_body(body, self._max))
-            finally:
-                body.release()
-            pos += 4 + size
-        if pos:
+        end = len(view)
+        try:
+            while end - pos >= 4:
+                (size,) = HEADER.unpack_from(view, pos)
+                if size > self._max:
+                    raise ProtocolError(
+                        f"frame of {size} bytes announced; the limit is {self._max} bytes"
+                    )
+                if end - pos - 4 < size:
+                    break
+                body = view[pos + 4 : pos + 4 + size]
+                try:
+                    out.append(decode_body(body, self._max))
+                finally:
+                    body.release()
+                pos += 4 + size
+            if src is not buf and pos < end:
+                with view[pos:] as tail:
+                    buf += tail
+        finally:
+            view.release()  # a bytearray cannot shrink while a view of it exists
+        if src is buf and pos:
             del buf[:pos]
         return out
+
+    def read_from(self, fd: int) -> list[Any] | None:
+        """Read what `fd` holds and return the messages it completes; None at end of file.
+
+        One readv() into a per-thread buffer: `os.read(fd, big)` would allocate (and for a
+        large size mmap, mremap and munmap) a fresh bytes object on every read — three extra
+        syscalls per small message, more than the read itself.
+
+        Raises:
+            BlockingIOError, OSError: as os.readv.
+            ProtocolError: as feed().
+        """
+        scratch = getattr(_scratch, "buffer", None)
+        if scratch is None:
+            scratch = _scratch.buffer = bytearray(_SCRATCH_SIZE)
+        count = os.readv(fd, [scratch])
+        if not count:
+            return None
+        with memoryview(scratch) as whole, whole[:count] as data:
+            return self.feed(data)
 
     @property
     def pending(self) -> int:

@@ -520,7 +520,7 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
             )
         target = getattr(self, method)
         self.metrics.record_call()
-        if inspect.iscoroutinefunction(target):
+        if _is_async(target):
             return await target(**kwargs)
         # A sync method must not block the worker's event loop (pings, other calls).
         result = await asyncio.to_thread(target, **kwargs)
@@ -562,6 +562,23 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
             if pattern == event or fnmatchcase(event, pattern):
                 found.extend(handlers)
         return found
+
+
+_ASYNC: dict[Any, bool] = {}
+
+
+def _is_async(target: Any) -> bool:
+    """inspect.iscoroutinefunction(), remembered per function: it costs a microsecond or
+    two, a good part of a small call. Keyed by the function, not the bound method (a new
+    object on every attribute access); anything unhashable is simply not remembered."""
+    func = getattr(target, "__func__", target)
+    try:
+        return _ASYNC[func]
+    except KeyError:
+        result = _ASYNC[func] = inspect.iscoroutinefunction(target)
+    except TypeError:
+        result = inspect.iscoroutinefunction(target)
+    return result
 
 
 @functools.cache

@@ -9,6 +9,7 @@ pings and stack dumps even while module code keeps this loop busy.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import os
@@ -67,7 +68,12 @@ class Runtime:
         self.writer = writer
         self.fd_in = fd_in
         self.decoder = FrameDecoder()
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks: dict[int, asyncio.Task[Any]] = {}  # calls that wait, by request id
+        self.queued: dict[int, Any] = {}  # calls not started yet (coroutines), in order
+        self.runners: set[asyncio.Task[None]] = set()
+        self._idle: asyncio.Future[None] | None = None
+        self._batching = False
+        self._stopping = False
         self.requests: dict[int, asyncio.Future[Any]] = {}
         self.next_request = 1
         self.events: asyncio.Queue[tuple[str, Any, str]] = asyncio.Queue()
@@ -110,30 +116,32 @@ class Runtime:
         events_task = self.loop.create_task(self._deliver_events())
         for message in pending:
             self._dispatch(message)
+        self._spawn_runner()
         self.loop.add_reader(self.fd_in, self._on_readable)
         try:
             await self.closed
         finally:
             self.loop.remove_reader(self.fd_in)
             events_task.cancel()
+            self._stopping = True
+            for runner in list(self.runners):
+                runner.cancel()
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self.fd_in, 1 << 20)
+            messages = self.decoder.read_from(self.fd_in)
         except BlockingIOError:
             return
-        if not data:
-            assert self.closed is not None
-            if not self.closed.done():
-                self.closed.set_result(None)
-            return
-        try:
-            messages = self.decoder.feed(data)
         except ProtocolError as exc:
             # The host never sends a bad frame; if one arrives the channel is unusable.
             # Exiting (rather than failing on every later read) lets the host see why.
             os.write(2, f"plexisandbox worker: bad frame from the host: {exc}\n".encode())
             os._exit(69)
+        if messages is None:
+            assert self.closed is not None
+            if not self.closed.done():
+                self.closed.set_result(None)
+            return
         for message in messages:
             self._dispatch(message)
 
@@ -142,14 +150,15 @@ class Runtime:
         assert self.loop is not None
         if op == Op.CALL:
             _, request_id, method, kwargs = message
-            self._start(request_id, self._call(request_id, method, kwargs))
+            self._queue(request_id, self._call(request_id, method, kwargs))
         elif op == Op.LIFE:
             _, request_id, operation, argument = message
-            self._start(request_id, self._lifecycle(request_id, operation, argument))
+            self._queue(request_id, self._lifecycle(request_id, operation, argument))
         elif op == Op.CANCEL:
-            task = self.tasks.get(message[1])
-            if task is not None:
-                task.cancel()
+            if not self._cancel_queued(message[1]):
+                task = self.tasks.get(message[1])
+                if task is not None:
+                    task.cancel()
         elif op == Op.PING:
             self.writer.send([Op.PONG, message[1]])
         elif op == Op.EVENT:
@@ -164,27 +173,78 @@ class Runtime:
                 else:
                     future.set_exception(_remote_error(self.module.name, value))
 
-    def _start(self, request_id: int, coro: Any) -> None:
+    # -- running calls -------------------------------------------------------------------
+    # A task per call costs the worker most of a small call's time: creating it, a loop pass
+    # to run its first step, another for its done callbacks. Most calls never wait, so one
+    # resident *runner* task runs queued calls back to back, each in a copy of the context
+    # as a task would. A call that does wait keeps the runner as its own task from then on
+    # (cancelling that task cancels the call, as before) and a fresh runner takes the queue:
+    # code that asks for current_task() always gets the task that runs it.
+    def _queue(self, request_id: int, coro: Any) -> None:
+        self.queued[request_id] = coro
+        idle = self._idle
+        if idle is not None and not idle.done():
+            idle.set_result(None)
+
+    def _spawn_runner(self) -> None:
         assert self.loop is not None
-        task = self.loop.create_task(coro)
-        self.tasks[request_id] = task
-        task.add_done_callback(lambda t: self._finished(request_id, t))
-        # Acknowledge receipt (the host tells "slow" from "never got it" this way) unless the
-        # answer itself goes out first: the ack runs after the task's first step, so a call
-        # that completes without waiting costs no extra frame.
-        self.loop.call_soon(self._ack, request_id)
+        runner = self.loop.create_task(self._runner())
+        self.runners.add(runner)
+        runner.add_done_callback(self.runners.discard)
 
-    def _finished(self, request_id: int, task: asyncio.Task[None]) -> None:
-        self.tasks.pop(request_id, None)
-        # _answer() turns a cancellation into an ERROR frame, but a CANCEL that arrives in the
-        # same read as its CALL cancels the task before _answer() ever runs: answer here.
-        if task.cancelled():
-            self.writer.send_frame(error_frame(request_id, asyncio.CancelledError()))
+    async def _runner(self) -> None:
+        assert self.loop is not None
+        me = asyncio.current_task()
+        assert me is not None
+        queued = self.queued
+        while True:
+            while queued:
+                request_id = next(iter(queued))
+                coro = queued.pop(request_id)
+                context = contextvars.copy_context()
+                self._batching = True
+                try:
+                    first = context.run(coro.send, None)
+                except StopIteration:
+                    if me.cancelling():
+                        # Module code cancelled current_task() (this runner) in a call that
+                        # then returned at once: that must not reach the next call. Retire.
+                        self._spawn_runner()
+                        return
+                    continue  # answered without waiting: the common case
+                except BaseException:  # cannot happen: _answer() turns everything into a frame
+                    _log.exception("call %d escaped its handler", request_id)
+                    continue
+                finally:
+                    self._batching = False
+                # The call waits for something: this task is its task from now on.
+                self.writer.send([Op.ACK, request_id])
+                self.tasks[request_id] = me
+                self._spawn_runner()
+                try:
+                    await _Resume(coro, context, first)
+                finally:
+                    self.tasks.pop(request_id, None)
+                return
+            self.writer.flush()
+            self._idle = self.loop.create_future()
+            try:
+                await self._idle
+            except asyncio.CancelledError:
+                if self._stopping:
+                    raise
+                self._spawn_runner()  # cancelled by module code that kept a reference to it
+                return
+            finally:
+                self._idle = None
 
-    def _ack(self, request_id: int) -> None:
-        task = self.tasks.get(request_id)
-        if task is not None and not task.done():
-            self.writer.send([Op.ACK, request_id])
+    def _cancel_queued(self, request_id: int) -> bool:
+        coro = self.queued.pop(request_id, None)
+        if coro is None:
+            return False
+        coro.close()
+        self.writer.send_frame(error_frame(request_id, asyncio.CancelledError()))
+        return True
 
     async def _call(self, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
         module = self.module
@@ -230,8 +290,10 @@ class Runtime:
         else:
             if after is not None and result is not False:
                 self.module.state = after
-        if len(self.tasks) > 1:
-            self.writer.send_frame(frame)  # other calls in flight: batch with their answers
+        if self._batching or len(self.tasks) > 1:
+            # The runner flushes its batch when its queue is empty; waiting calls that finish
+            # in the same loop pass share one write at its end.
+            self.writer.send_frame(frame)
         else:
             self.writer.send_now(frame)  # a lone call: nothing to batch with, answer at once
 
@@ -269,6 +331,37 @@ class Runtime:
                 except Exception:
                     self.module.metrics.record_error()
                     self.module.logger.exception("event handler for %r failed", event)
+
+
+class _Resume:
+    """Awaiting this continues a coroutine whose first step already ran (in the runner), as
+    `yield from` would: what it yields goes to the task, what the task sends or throws
+    (cancellation) goes back in — always inside the call's own context."""
+
+    __slots__ = ("context", "coro", "first")
+
+    def __init__(self, coro: Any, context: contextvars.Context, first: Any) -> None:
+        self.coro, self.context, self.first = coro, context, first
+
+    def __await__(self) -> Any:
+        coro, run = self.coro, self.context.run
+        value = self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # thrown in by the task (cancellation): pass it on
+                try:
+                    value = run(coro.throw, exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = run(coro.send, sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 async def _ready(value: Any) -> Any:
