@@ -29,6 +29,8 @@ class FrameWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._batch: list[bytes] = []
+        self._scheduled = False  # a flush at the end of this loop pass is already due
+        self.held = False  # the runner flushes itself when its queue is empty: no pass due
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Batch frames sent from `loop`'s thread until the end of each loop pass."""
@@ -40,7 +42,8 @@ class FrameWriter:
 
     def send_frame(self, frame: bytes) -> None:
         if self._loop is not None and threading.get_ident() == self._loop_thread:
-            if not self._batch:
+            if not self._scheduled and not self.held:
+                self._scheduled = True
                 self._loop.call_soon(self.flush)
             self._batch.append(frame)
             return
@@ -56,6 +59,7 @@ class FrameWriter:
 
     def flush(self) -> None:
         """Write the frames batched so far (called by the loop; safe to call any time)."""
+        self._scheduled = False
         if self._batch:
             data = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
             self._batch.clear()

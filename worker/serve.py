@@ -42,6 +42,7 @@ _LIFECYCLE: dict[str, ModuleState | None] = {
     "configure": None,
 }
 _MAX_TRACEBACK = 16 * 1024
+_FLUSH_EVERY = 16  # answers per write while a batch of calls runs
 
 
 def _safe_text(render: Callable[[], str], fallback: str) -> str:
@@ -197,15 +198,19 @@ class Runtime:
         me = asyncio.current_task()
         assert me is not None
         queued = self.queued
+        done = 0
         while True:
             while queued:
                 request_id = next(iter(queued))
                 coro = queued.pop(request_id)
                 context = contextvars.copy_context()
-                self._batching = True
+                self._batching = self.writer.held = True
                 try:
                     first = context.run(coro.send, None)
                 except StopIteration:
+                    done += 1
+                    if done % _FLUSH_EVERY == 0:
+                        self.writer.flush()  # let the host start on these meanwhile
                     if me.cancelling():
                         # Module code cancelled current_task() (this runner) in a call that
                         # then returned at once: that must not reach the next call. Retire.
@@ -216,7 +221,7 @@ class Runtime:
                     _log.exception("call %d escaped its handler", request_id)
                     continue
                 finally:
-                    self._batching = False
+                    self._batching = self.writer.held = False
                 # The call waits for something: this task is its task from now on.
                 self.writer.send([Op.ACK, request_id])
                 self.tasks[request_id] = me
