@@ -27,14 +27,16 @@ from ._bench_common import EXTRA_HINT, time_calls
 __all__ = ["RawPipe", "execnet_rtt", "in_process_rtt", "mp_pipe_rtt", "raw_pipe"]
 
 # Reads whatever arrived, answers every complete frame in one write: it serves one-at-a-time
-# round trips and pipelined bursts alike.
+# round trips and pipelined bursts alike. Reads ask for one pipe buffer (64 KiB): a larger
+# os.read() allocates through mmap, three more syscalls per read, and the floor would be
+# slower than it has to be.
 _RAW_CHILD = r"""
 import os, sys, struct, msgpack
 r, w = int(sys.argv[1]), int(sys.argv[2])
 H = struct.Struct(">I")
 buf = b""
 while True:
-    data = os.read(r, 1 << 20)
+    data = os.read(r, 65536)
     if not data:
         break
     buf += data
@@ -88,7 +90,7 @@ class RawPipe:
             got = 0
             buf = b""
             while got < batch:
-                buf += os.read(self.from_r, 1 << 20)
+                buf += os.read(self.from_r, 65536)
                 while len(buf) >= 4 and len(buf) >= 4 + int.from_bytes(buf[:4], "big"):
                     n = int.from_bytes(buf[:4], "big")
                     msgpack.unpackb(buf[4 : 4 + n])
