@@ -214,7 +214,7 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
 
 
 _scratch = threading.local()
-_SCRATCH_SIZE = 256 * 1024  # a read takes at most this much: 4 default pipe buffers
+_SCRATCH_SIZE = 256 * 1024  # a read takes at most this much: a quarter of an enlarged pipe
 
 
 class FrameDecoder:

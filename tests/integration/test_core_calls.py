@@ -328,3 +328,20 @@ async def test_example_echo_module_answers() -> None:
         await echo.start()
         assert await echo.call("echo", value={"hi": [1, 2]}, timeout=5) == {"hi": [1, 2]}
         assert await echo.call("echo_sync", value=b"raw", timeout=5) == b"raw"
+
+
+async def test_large_payloads_round_trip_and_grow_the_pipes(probe: ModuleHandle) -> None:
+    """64 KiB to 8 MiB both ways, byte for byte; the first large frame grows both pipes (so
+    a large payload costs a few wake-ups, not one per 64 KiB)."""
+    import fcntl
+
+    conn = probe._conn
+    assert conn is not None
+    for size in (64 * 1024 + 1, 1024 * 1024, 8 * 1024 * 1024):
+        blob = bytes(range(256)) * (size // 256) + b"!" * (size % 256)
+        assert await probe.call("echo", value=blob) == blob
+    sizes = {
+        fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        for fd in (conn.launched.data_write, conn.launched.data_read)
+    }
+    assert sizes == {1024 * 1024}
