@@ -11,10 +11,19 @@ from __future__ import annotations
 import ast
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["UNKNOWN", "ClassFacts", "FuncFacts", "ModuleFacts", "literal", "read_facts"]
+__all__ = [
+    "UNKNOWN",
+    "ClassFacts",
+    "FuncFacts",
+    "ModuleFacts",
+    "file_identity",
+    "literal",
+    "read_facts",
+]
 
 #: Largest source file the validator parses; a bigger one is reported, not read.
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
@@ -39,6 +48,25 @@ UNKNOWN: Any = _Unknown()
 
 
 _PARSE_LOCK = threading.Lock()
+
+#: What identifies one version of a file's content without reading it: (device, inode, size,
+#: mtime, ctime) in nanoseconds. Any write changes mtime and ctime; a file replaced by
+#: another (an editor's rename, a fresh checkout) has another inode; `touch -d` cannot set
+#: ctime. So two equal identities mean the same bytes, and caches keyed by it are safe.
+FileIdentity = tuple[int, int, int, int, int]
+
+
+def file_identity(path: str) -> FileIdentity | None:
+    """The path's current `FileIdentity`, None when it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _identity(st)
+
+
+def _identity(st: os.stat_result) -> FileIdentity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass
@@ -285,18 +313,67 @@ class _Walker(ast.NodeVisitor):
         self.generic_visit(node)
 
 
+#: Facts kept: at most this many file versions, and this many bytes of source in all (the
+#: facts hold the parsed tree, several times the size of the source).
+_FACTS_CACHE_SIZE = 64
+_FACTS_CACHE_BYTES = 4 * 1024 * 1024
+_facts_cache: OrderedDict[tuple[str, str | None, str, FileIdentity], ModuleFacts] = OrderedDict()
+_facts_lock = threading.Lock()
+
+
 def read_facts(
     path: str, class_name: str | None = None, *, display: str | None = None
 ) -> ModuleFacts:
-    """Parse `path` (never execute it) and collect the facts the static checks need."""
+    """Parse `path` (never execute it) and collect the facts the static checks need.
+
+    The facts of the file's last few versions are kept, keyed by `FileIdentity`: loading the
+    same unchanged module again does not parse it again; any change to the file does. The
+    result is shared between callers and must be treated as read-only (every check does).
+    """
+    identity = file_identity(path)
+    key = (path, class_name, display or path, identity) if identity is not None else None
+    if key is not None:
+        with _facts_lock:
+            cached = _facts_cache.get(key)
+            if cached is not None:
+                _facts_cache.move_to_end(key)
+                return cached
+    facts, read_as = _read_facts(path, class_name, display)
+    if read_as is not None:
+        with _facts_lock:
+            # Under the identity of what was read (fstat of the open file), not the stat
+            # above: a file replaced in between is cached as the version that was parsed.
+            _facts_cache[(path, class_name, display or path, read_as)] = facts
+            while len(_facts_cache) > _FACTS_CACHE_SIZE or (
+                len(_facts_cache) > 1 and sum(k[3][2] for k in _facts_cache) > _FACTS_CACHE_BYTES
+            ):
+                _facts_cache.popitem(last=False)
+    return facts
+
+
+def _read_facts(
+    path: str, class_name: str | None, display: str | None
+) -> tuple[ModuleFacts, FileIdentity | None]:
+    """The facts, and the identity of the file version they describe (None: do not cache,
+    e.g. a read error that may not happen again)."""
     facts = ModuleFacts(path=path, display=display or path, class_name=class_name)
+    read_as: FileIdentity | None = None
     try:
-        size = os.path.getsize(path)
-        if size > MAX_SOURCE_BYTES:
-            facts.error = f"source is {size} bytes; the validator reads at most {MAX_SOURCE_BYTES}"
-            return facts
         with open(path, "rb") as f:
-            source = f.read()
+            st = os.fstat(f.fileno())
+            if st.st_size > MAX_SOURCE_BYTES:
+                facts.error = (
+                    f"source is {st.st_size} bytes; the validator reads at most {MAX_SOURCE_BYTES}"
+                )
+                return facts, _identity(st)
+            source = f.read(MAX_SOURCE_BYTES + 1)
+            read_as = _identity(st)
+        if len(source) > MAX_SOURCE_BYTES:  # grew between the fstat and the read
+            facts.error = (
+                f"source is over {MAX_SOURCE_BYTES} bytes; the validator reads at most "
+                f"{MAX_SOURCE_BYTES}"
+            )
+            return facts, None
         # CPython 3.11's parser keeps its recursion-depth counter per interpreter, not per
         # thread: concurrent parses from the validation threads can fail with
         # "SystemError: AST recursion depth mismatch". One parse at a time.
@@ -305,10 +382,10 @@ def read_facts(
     except SyntaxError as exc:
         facts.error = f"{exc.msg}"
         facts.error_line = exc.lineno or 1
-        return facts
+        return facts, read_as
     except (OSError, ValueError, RecursionError, MemoryError) as exc:
         facts.error = f"{type(exc).__name__}: {exc}"
-        return facts
+        return facts, None
     facts.docstring = _docstring(tree)
     local = _classes(tree)
     module_nodes = [n for n in local.values() if _is_module_class(n, local, {n.name})]
@@ -328,4 +405,4 @@ def read_facts(
         _Walker(facts, methods).visit(tree)
     except RecursionError:
         facts.error = "the source nests too deeply to analyse"
-    return facts
+    return facts, read_as

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import msgpack
 
 from plexisandbox._limits import Limits
 from plexisandbox._sources import resolve_source
 from plexisandbox.errors import ConfinementUnavailable, ModuleError, SandboxError
 
 from ._api import failure_report, report_for
-from ._facts import ModuleFacts, read_facts
+from ._facts import FileIdentity, ModuleFacts, file_identity, read_facts
 
 __all__ = ["validate_description", "validate_module"]
 
@@ -100,6 +103,45 @@ async def validate_module(
     )
 
 
+#: Reports of the last modules loaded, keyed by everything a report depends on (see
+#: `_report_key`): loading an unchanged module again gives the same report without redoing
+#: the checks (or the schema checker's child process).
+_REPORT_CACHE_SIZE = 64
+_reports: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_reports_lock = threading.Lock()
+#: A report with these items depends on more than its inputs (a child process that timed out
+#: under load): never reused.
+_TRANSIENT_RULES = frozenset({"config.schema-check-failed"})
+
+
+def _report_key(
+    description: dict[str, Any],
+    file: str | None,
+    identity: FileIdentity | None,
+    label: str,
+    max_limits: Limits | None,
+    base_limits: Limits | None,
+) -> tuple[Any, ...] | None:
+    if file is not None and identity is None:
+        return None  # a file that cannot be stat'ed now: check it the long way
+    try:
+        # The description as the worker sent it (msgpack in, so msgpack out); it holds every
+        # declared value the checks read.
+        described = msgpack.packb(description)
+    except (TypeError, ValueError):
+        return None
+    return (file, identity, label, described, max_limits, base_limits)
+
+
+def _fresh_copy(report: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
+    """A report of its own for each caller (items are flat dicts of plain values)."""
+    copy = dict(report)
+    for key in ("violations", "warnings"):
+        copy[key] = [dict(item) for item in report[key]]
+    copy["description"] = description
+    return copy
+
+
 async def validate_description(
     description: dict[str, Any],
     *,
@@ -110,16 +152,38 @@ async def validate_description(
 ) -> dict[str, Any]:
     """Report for a module a worker has already described (what `Supervisor.load` holds).
 
-    `file` is `ResolvedSource.file` (parsed again for the static checks; None for a class
-    shipped by value). The checks run in a thread: the schema check may wait for its child.
+    `file` is `ResolvedSource.file` (parsed for the static checks; None for a class shipped
+    by value). The checks run in a thread, in one hop: the schema check may wait for its
+    child. A module loaded again unchanged (the same file version, description and limits)
+    gets the report computed the first time, without a thread.
     """
-    facts = None
-    if file is not None:
-        cls = description.get("class")
-        cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else None
-        facts = await anyio.to_thread.run_sync(lambda: read_facts(file, cls_name, display=label))
-    return await anyio.to_thread.run_sync(
-        lambda: report_for(
+    cls = description.get("class")
+    cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else None
+    identity = file_identity(file) if file is not None else None
+    key = _report_key(description, file, identity, label, max_limits, base_limits)
+    if key is not None:
+        with _reports_lock:
+            cached = _reports.get(key)
+            if cached is not None:
+                _reports.move_to_end(key)
+                return _fresh_copy(cached, description)
+
+    def check() -> dict[str, Any]:
+        facts = read_facts(file, cls_name, display=label) if file is not None else None
+        return report_for(
             facts, description, label=label, max_limits=max_limits, base_limits=base_limits
         )
-    )
+
+    report = await anyio.to_thread.run_sync(check)
+    items = (*report["violations"], *report["warnings"])
+    transient = any(item.get("rule") in _TRANSIENT_RULES for item in items)
+    # Kept only if the file did not change while it was checked (else the report may
+    # describe the newer version, under the older one's key).
+    if key is not None and not transient and (file is None or file_identity(file) == identity):
+        with _reports_lock:
+            stored = _fresh_copy(report, description)
+            del stored["description"]  # each caller's own goes back in (`_fresh_copy`)
+            _reports[key] = stored
+            while len(_reports) > _REPORT_CACHE_SIZE:
+                _reports.popitem(last=False)
+    return report
