@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from ._bench_common import machine, summary_us
+from ._bench_common import machine, summary_us, time_calls
 
 __all__ = ["add_parser", "run", "run_suite"]
 
@@ -35,29 +35,42 @@ def _progress(what: str) -> None:
 def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
     """Measure everything; returns the JSON object `--json` prints."""
     from . import _bench_baselines as base
+    from . import _bench_placed
     from . import _bench_suite as suite
 
     n = 500 if quick else 3000
     backends = ["asyncio"] if quick else ["asyncio", "trio"]
     _progress(f"baselines ({n} calls each)")
-    raw_rtt, raw_tput = base.raw_pipe(n)
-    mp_rtt = base.mp_pipe_rtt(n)
+    _, raw_tput = base.raw_pipe(n)
     execnet = base.execnet_rtt(n)
     in_process = anyio.run(base.in_process_rtt, n)
 
+    # The raw pipe and mp.Pipe round trips are taken interleaved with the sandbox's (see
+    # call_path): each backend's ratio compares samples from the same moments.
     calls: dict[str, dict[str, Any]] = {}
-    for backend in backends:
-        _progress(f"sandbox call path ({backend})")
-        calls[backend] = anyio.run(
-            functools.partial(
-                suite.call_path,
-                n,
-                payloads=backend == backends[0],
-                payload_samples=3 if quick else 10,
-            ),
-            backend=backend,
-        )
+    raw, mp = base.RawPipe(), base.MpPipe()
+    try:
+        for peer in (raw.roundtrip, mp.roundtrip):
+            time_calls(peer, 200)
+        for backend in backends:
+            _progress(f"sandbox call path ({backend}), interleaved with the baselines")
+            calls[backend] = anyio.run(
+                functools.partial(
+                    suite.call_path,
+                    n,
+                    payloads=backend == backends[0],
+                    payload_samples=3 if quick else 10,
+                    peers={"raw_pipe": raw.roundtrip, "mp_pipe": mp.roundtrip},
+                ),
+                backend=backend,
+            )
+    finally:
+        raw.close()
+        mp.close()
+    _progress("call round trip with every process placed: one CPU, then two")
+    placed = _bench_placed.placed(n // 2)
     main = calls[backends[0]]
+    raw_rtt, mp_rtt = main["peer_rtt"]["raw_pipe"], main["peer_rtt"]["mp_pipe"]
 
     _progress("cold start, plain and zygote")
     cold = anyio.run(suite.cold_start, 5 if quick else 20)
@@ -90,9 +103,17 @@ def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
     else:
         rtt["execnet"] = summary_us(execnet)
     throughput = {"raw_pipe": round(raw_tput), "sandbox": round(main["throughput"])}
-    for backend in backends[1:]:
-        rtt[f"sandbox_{backend}"] = summary_us(calls[backend]["rtt"])
-        throughput[f"sandbox_{backend}"] = round(calls[backend]["throughput"])
+    ratios = {}
+    for backend in backends:
+        own = calls[backend]
+        sandbox50 = summary_us(own["rtt"])["p50"]
+        ratios[backend] = {
+            peer: round(sandbox50 / summary_us(samples)["p50"], 2)
+            for peer, samples in own["peer_rtt"].items()
+        }
+        if backend != backends[0]:
+            rtt[f"sandbox_{backend}"] = summary_us(own["rtt"])
+            throughput[f"sandbox_{backend}"] = round(own["throughput"])
     ms = {kind: [s * 1e3 for s in cold[kind]] for kind in ("plain", "zygote")}
     return {
         "machine": machine(),
@@ -103,6 +124,11 @@ def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
         "rtt_p50_us": {k: v["p50"] for k, v in rtt.items()},
         "rtt_p99_us": {k: v["p99"] for k, v in rtt.items()},
         "baselines_unavailable": unavailable,
+        # Sandbox p50 over each baseline's p50, per backend, from the interleaved samples.
+        "rtt_ratio": ratios,
+        # Every process placed (see _bench_placed): one_cpu is the CPU cost alone, two_cpus
+        # adds a cross-CPU wake-up each way. Default scheduling picks one of them per process.
+        "placed": placed,
         "throughput_calls_s": throughput,
         "cold_start_p50_ms": {k: round(statistics.median(v), 2) for k, v in ms.items()},
         "cold_start_p99_ms": {k: round(max(v), 2) for k, v in ms.items()},
@@ -132,6 +158,26 @@ def format_suite(out: dict[str, Any]) -> str:
         lines.append(f"  {key:26} {p50:10.1f} {p99:10.1f} {p50 / raw50:10.2f}× {p50 / mp50:9.2f}×")
     for key, why in out["baselines_unavailable"].items():
         lines.append(f"  {key:26} {why}")
+    lines.append(
+        "  same-moment ratios (interleaved samples): "
+        + "; ".join(
+            f"{backend} " + ", ".join(f"{r:.2f}× {peer}" for peer, r in ratios.items())
+            for backend, ratios in out["rtt_ratio"].items()
+        )
+    )
+    placed = out["placed"]
+    if "unavailable" in placed:
+        lines.append(f"  placed on CPUs: {placed['unavailable']}")
+    else:
+        for regime, label in (("one_cpu", "one CPU"), ("two_cpus", "two CPUs")):
+            row = placed[regime]
+            p50 = row["rtt_p50_us"]
+            lines.append(
+                f"  placed on {label:8}: raw pipe {p50['raw_pipe']:.1f} µs, mp.Pipe "
+                f"{p50['mp_pipe']:.1f} µs, sandbox {p50['sandbox']:.1f} µs = "
+                f"{row['ratio_to_raw_pipe']:.2f}× raw, {row['ratio_to_mp_pipe']:.2f}× mp; "
+                f"{row['throughput_calls_s']} calls/s pipelined"
+            )
     raw_tput = out["throughput_calls_s"]["raw_pipe"]
     lines.append(f"pipelined, {out['window']} in flight (calls/s)")
     for key, value in out["throughput_calls_s"].items():

@@ -24,7 +24,7 @@ import msgpack
 
 from ._bench_common import EXTRA_HINT, time_calls
 
-__all__ = ["RawPipe", "execnet_rtt", "in_process_rtt", "mp_pipe_rtt", "raw_pipe"]
+__all__ = ["MpPipe", "RawPipe", "execnet_rtt", "in_process_rtt", "mp_pipe_rtt", "raw_pipe"]
 
 # Reads whatever arrived, answers every complete frame in one write: it serves one-at-a-time
 # round trips and pipelined bursts alike. Reads ask for one pipe buffer (64 KiB): a larger
@@ -127,24 +127,33 @@ def _mp_child(conn: Any) -> None:
         conn.send(msg)
 
 
+class MpPipe:
+    """`multiprocessing.Pipe` (pickle) to a spawned child that echoes."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_mp_child, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def roundtrip(self, i: int) -> None:
+        self.parent.send(("echo", {"value": i}))
+        self.parent.recv()
+
+    def close(self) -> None:
+        self.parent.close()
+        self.proc.join(5)
+
+
 def mp_pipe_rtt(n: int, *, warmup: int = 200) -> list[float]:
     """Round-trip samples (seconds) over `multiprocessing.Pipe` to a spawned child."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_mp_child, args=(child,), daemon=True)
-    proc.start()
-    child.close()
+    mp = MpPipe()
     try:
-
-        def roundtrip(i: int) -> None:
-            parent.send(("echo", {"value": i}))
-            parent.recv()
-
-        time_calls(roundtrip, warmup)
-        return time_calls(roundtrip, n)
+        time_calls(mp.roundtrip, warmup)
+        return time_calls(mp.roundtrip, n)
     finally:
-        parent.close()
-        proc.join(5)
+        mp.close()
 
 
 _EXECNET_ECHO = """

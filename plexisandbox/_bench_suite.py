@@ -12,13 +12,13 @@ import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import psutil
 
-from ._bench_common import BENCH_MODULES, mem_available, percentile
+from ._bench_common import BENCH_MODULES, mem_available, percentile, time_calls
 from ._handle import ModuleHandle
 from ._limits import Limits
 from ._supervisor import Supervisor
@@ -55,24 +55,47 @@ def _uss_mib(pid: int | None) -> float:
 
 
 async def call_path(
-    n: int, *, window: int = 64, payloads: bool = True, payload_samples: int = 10
+    n: int,
+    *,
+    window: int = 64,
+    payloads: bool = True,
+    payload_samples: int = 10,
+    peers: dict[str, Callable[[int], object]] | None = None,
+    worker_cpu: int | None = None,
 ) -> dict[str, Any]:
     """One launched worker of the echo module: sequential round trips (`rtt`, seconds),
     pipelined calls/s with `window` calls in flight (`throughput`), and the median round trip
-    in ms of a bytes payload of each of `PAYLOAD_SIZES` (`payload_ms`)."""
+    in ms of a bytes payload of each of `PAYLOAD_SIZES` (`payload_ms`).
+
+    `peers` (name → one blocking round trip) are measured interleaved with the sandbox, in
+    chunks of a few hundred calls (`peer_rtt`): on a shared machine the scheduling regime
+    (both processes on one CPU, or a wake-up across CPUs each way) can change within
+    seconds, and a ratio is only meaningful between samples taken under the same one.
+    `worker_cpu` places every thread of the worker on that CPU (see _bench_placed)."""
     results: dict[str, Any] = {}
+    peers = peers or {}
     async with Supervisor(zygote=False) as sup:
         handle = await sup.load(ECHO, name="echo")
         await handle.start()
+        if worker_cpu is not None and handle.pid is not None:
+            from ._bench_placed import place
+
+            place(handle.pid, worker_cpu)
         for i in range(200):
             await handle.call("echo", value=i)
         clock = time.perf_counter
-        rtt = []
-        for i in range(n):
-            started = clock()
-            await handle.call("echo", value=i)
-            rtt.append(clock() - started)
+        rtt: list[float] = []
+        peer_rtt: dict[str, list[float]] = {name: [] for name in peers}
+        chunk = max(1, min(250, n // 4))
+        while len(rtt) < n:
+            for name, roundtrip in peers.items():
+                peer_rtt[name] += time_calls(roundtrip, chunk)
+            for i in range(chunk):
+                started = clock()
+                await handle.call("echo", value=i)
+                rtt.append(clock() - started)
         results["rtt"] = rtt
+        results["peer_rtt"] = peer_rtt
 
         total = n * 4
         per_task = total // window

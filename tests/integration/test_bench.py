@@ -64,6 +64,15 @@ def test_quick_suite_json_has_the_documented_keys(
     assert out["idle_uss_mib"] > 0
     assert isinstance(out["cold_start_zygote_fallbacks"], int)
     assert set(out["payload_rtt_ms"]) == {str(64 * 1024), str(2**20), str(8 * 2**20)}
+    # Ratios from interleaved samples, and both placed regimes, each with its own baselines.
+    assert set(out["rtt_ratio"]["asyncio"]) == {"raw_pipe", "mp_pipe"}
+    for regime in ("one_cpu", "two_cpus"):
+        row = out["placed"][regime]
+        assert set(row["rtt_p50_us"]) == {"raw_pipe", "mp_pipe", "sandbox"}
+        assert row["ratio_to_raw_pipe"] > 0
+        assert row["throughput_calls_s"] > 0
+    assert out["placed"]["one_cpu"]["cpus"][0] == out["placed"]["one_cpu"]["cpus"][1]
+    assert out["placed"]["two_cpus"]["cpus"][0] != out["placed"]["two_cpus"]["cpus"][1]
 
 
 @pytest.mark.timeout(300)
