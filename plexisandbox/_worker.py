@@ -110,6 +110,8 @@ class ExitInfo:
 _RESULT = int(Op.RESULT)
 _PIPE_DEFAULT = 64 * 1024
 _PIPE_LARGE = 1024 * 1024
+_GROWN_PIPES_MAX = 12  # connections; 24 MiB of pipe capacity at most
+_grown_pipes = 0
 _BATCH_FRAMES = 16  # frames per write while many calls are sent in one pass
 
 
@@ -280,6 +282,7 @@ class WorkerConnection:
         self._drained.set()
         self._backlog = False  # not _drained.is_set(), as a plain flag: read on every call
         self._big_pipes = False
+        self._holds_grown_pipes = False
         self._handshake_send, self._handshake_recv = anyio.create_memory_object_stream[list[Any]](8)
         self._phase = Op.HELLO
         self._tg: anyio.abc.TaskGroup | None = None
@@ -321,6 +324,10 @@ class WorkerConnection:
     def _finish(self) -> None:
         if self.exit_info is not None:
             return
+        if self._holds_grown_pipes:
+            global _grown_pipes
+            self._holds_grown_pipes = False
+            _grown_pipes -= 1
         proc = self.launched.process
         returncode = proc.poll()
         if returncode is None:  # cancelled while alive (supervisor shutting down)
@@ -687,8 +694,18 @@ class WorkerConnection:
         """Both pipes to 1 MiB, once large frames travel: 16 wake-ups per 16 MiB round trip
         instead of 256. Not up front: a pipe's size counts against its owner's pipe-page
         quota whether used or not, and most workers never send a large frame. Best effort:
-        past /proc/sys/fs/pipe-max-size or the quota, the pipes stay as they are."""
+        past /proc/sys/fs/pipe-max-size or the quota, the pipes stay as they are.
+
+        At most `_GROWN_PIPES_MAX` connections per process hold grown pipes at once: a user
+        past its soft pipe quota (pipe-user-pages-soft, 64 MiB by default) gets 8 KiB pipes
+        for everything it creates next, and workers must not be able to push the host
+        there by sending large frames."""
+        global _grown_pipes
         self._big_pipes = True
+        if _grown_pipes >= _GROWN_PIPES_MAX:
+            return
+        _grown_pipes += 1
+        self._holds_grown_pipes = True
         for fd in (self.launched.data_write, self.launched.data_read):
             try:
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_LARGE)

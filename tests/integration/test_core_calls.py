@@ -345,3 +345,34 @@ async def test_large_payloads_round_trip_and_grow_the_pipes(probe: ModuleHandle)
         for fd in (conn.launched.data_write, conn.launched.data_read)
     }
     assert sizes == {1024 * 1024}
+
+
+async def test_grown_pipes_are_bounded_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers that send large frames cannot push the host past its pipe quota: only so
+    many connections hold grown pipes at once, and a finished one gives its place back."""
+    import fcntl
+
+    import plexisandbox._worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_GROWN_PIPES_MAX", worker_module._grown_pipes + 1)
+    blob = b"x" * (256 * 1024)
+
+    def pipe_sizes(handle: ModuleHandle) -> set[int]:
+        conn = handle._conn
+        assert conn is not None
+        fds = (conn.launched.data_write, conn.launched.data_read)
+        return {fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) for fd in fds}
+
+    async with Supervisor() as sup:
+        first = await sup.load(PROBE, name="big1")
+        second = await sup.load(PROBE, name="big2")
+        for handle in (first, second):
+            await handle.start()
+            assert await handle.call("echo", value=blob) == blob
+        assert pipe_sizes(first) == {1024 * 1024}
+        assert pipe_sizes(second) == {64 * 1024}  # over the bound: stays as it was
+        await sup.unload("big1")
+        third = await sup.load(PROBE, name="big3")
+        await third.start()
+        assert await third.call("echo", value=blob) == blob
+        assert pipe_sizes(third) == {1024 * 1024}
