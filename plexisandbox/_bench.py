@@ -68,7 +68,7 @@ def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
         raw.close()
         mp.close()
     _progress("call round trip with every process placed: one CPU, then two")
-    placed = _bench_placed.placed(n // 2)
+    placed = _bench_placed.placed(n // 2, backends)
     main = calls[backends[0]]
     raw_rtt, mp_rtt = main["peer_rtt"]["raw_pipe"], main["peer_rtt"]["mp_pipe"]
 
@@ -169,11 +169,15 @@ def format_suite(out: dict[str, Any]) -> str:
     if "unavailable" in placed:
         lines.append(f"  placed on CPUs: {placed['unavailable']}")
     else:
-        for regime, label in (("one_cpu", "one CPU"), ("two_cpus", "two CPUs")):
-            row = placed[regime]
+        for (backend, regime), row in (
+            ((b, r), regimes[r])
+            for b, regimes in placed["by_backend"].items()
+            for r in ("one_cpu", "two_cpus")
+        ):
+            label = f"{backend}, {'one CPU' if regime == 'one_cpu' else 'two CPUs'}"
             p50 = row["rtt_p50_us"]
             lines.append(
-                f"  placed on {label:8}: raw pipe {p50['raw_pipe']:.1f} µs, mp.Pipe "
+                f"  placed, {label:17}: raw pipe {p50['raw_pipe']:.1f} µs, mp.Pipe "
                 f"{p50['mp_pipe']:.1f} µs, sandbox {p50['sandbox']:.1f} µs = "
                 f"{row['ratio_to_raw_pipe']:.2f}× raw, {row['ratio_to_mp_pipe']:.2f}× mp; "
                 f"{row['throughput_calls_s']} calls/s pipelined"

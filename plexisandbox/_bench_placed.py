@@ -35,7 +35,7 @@ def place(pid: int, cpu: int) -> None:
             pass  # a thread that just ended
 
 
-def _one_regime(n: int, host_cpu: int, child_cpu: int) -> dict[str, Any]:
+def _one_regime(n: int, host_cpu: int, child_cpu: int, backend: str) -> dict[str, Any]:
     os.sched_setaffinity(0, {host_cpu})
     raw, mp = base.RawPipe(), base.MpPipe()
     try:
@@ -51,7 +51,8 @@ def _one_regime(n: int, host_cpu: int, child_cpu: int) -> dict[str, Any]:
                 payloads=False,
                 peers={"raw_pipe": raw.roundtrip, "mp_pipe": mp.roundtrip},
                 worker_cpu=child_cpu,
-            )
+            ),
+            backend=backend,
         )
     finally:
         raw.close()
@@ -67,17 +68,22 @@ def _one_regime(n: int, host_cpu: int, child_cpu: int) -> dict[str, Any]:
     }
 
 
-def placed(n: int) -> dict[str, Any]:
-    """Both regimes (asyncio host), or {"unavailable": why} on a single-CPU machine."""
+def placed(n: int, backends: list[str]) -> dict[str, Any]:
+    """Both regimes (`{"one_cpu": …, "two_cpus": …}` for the first backend, the same under
+    `by_backend` for each), or {"unavailable": why} on a single-CPU machine."""
     before = os.sched_getaffinity(0)
     cpus = sorted(before)
     if len(cpus) < 2:
         return {"unavailable": "needs two CPUs"}
     try:
-        return {
-            "one_cpu": _one_regime(n, cpus[0], cpus[0]),
-            "two_cpus": _one_regime(n, cpus[0], cpus[1]),
+        by_backend = {
+            backend: {
+                "one_cpu": _one_regime(n, cpus[0], cpus[0], backend),
+                "two_cpus": _one_regime(n, cpus[0], cpus[1], backend),
+            }
+            for backend in backends
         }
+        return {**by_backend[backends[0]], "by_backend": by_backend}
     except OSError as exc:
         return {"unavailable": f"cannot set CPU affinity: {exc}"}
     finally:
