@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import mmap
 import os
 import struct
 import threading
@@ -225,7 +226,7 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
 
 
 _scratch = threading.local()
-_SCRATCH_SIZE = 256 * 1024  # a read takes at most this much: a quarter of an enlarged pipe
+_SCRATCH_SIZE = 1024 * 1024  # a read takes at most this much: one enlarged pipe
 
 
 class FrameDecoder:
@@ -294,7 +295,9 @@ class FrameDecoder:
         """
         scratch = getattr(_scratch, "buffer", None)
         if scratch is None:
-            scratch = _scratch.buffer = bytearray(_SCRATCH_SIZE)
+            # Anonymous memory: a page costs RAM only once a read reaches it (a bytearray
+            # would be zeroed, all of it, in every worker).
+            scratch = _scratch.buffer = mmap.mmap(-1, _SCRATCH_SIZE)
         count = os.readv(fd, [scratch])
         if not count:
             return None
