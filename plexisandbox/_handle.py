@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ._bpf import template as seccomp_template
+from ._compiled import MAGIC as COMPILED_MAGIC
+from ._compiled import compiled_module
 from ._datadir import prepare_data_dir, release_after_exit
 from ._limits import Limits, RestartPolicy, RestartStrategy
 from ._policy import SandboxPolicy, derive_policy
-from ._protocol import WIRE_VERSION, Op
+from ._protocol import WIRE_VERSION, Op, encode
 from ._sources import ResolvedSource
 from ._states import check_transition
 from ._verify import verify_confinement
@@ -168,17 +170,33 @@ class ModuleHandle:
         # Confinement (issue 3): a machine-wide unique uid per worker when the host is root,
         # its data folder handed to that uid (links never followed), released at exit.
         lease = self._sup._uids.acquire() if "uid" in policy.layers else None
-        wire = policy.to_wire()
-        if "seccomp" in policy.layers:
-            # libseccomp's program for this rule set, generated once per host process: the
-            # worker only writes its pid in and loads it (plexisandbox._bpf).
-            wire["seccomp_bpf"] = seccomp_template(wire["syscalls"])
         try:
+            wire = policy.to_wire()
+            if "seccomp" in policy.layers:
+                # libseccomp's program for this rule set, generated once per host process:
+                # the worker only writes its pid in and loads it (plexisandbox._bpf).
+                wire["seccomp_bpf"] = _seccomp_program(wire["syscalls"])
             if lease is not None:
                 wire["uid"] = wire["gid"] = lease.uid
             if policy.data_dir is not None:
                 prepare_data_dir(policy.data_dir, lease.uid if lease is not None else None)
-            launched = await self._sup._launch(dict(policy.env), [*wire["read"], *wire["write"]])
+            source = self.source.spec
+            if source.get("kind") == "file":
+                code = compiled_module(source["path"])  # run by the worker only after GO
+                if code is not None:
+                    source = {**source, "code": code, "magic": COMPILED_MAGIC}
+            boot = {
+                "wire": WIRE_VERSION,
+                "module": self.name,
+                "policy": wire,
+                "source": source,
+                "log_level": self._sup.log_level,
+            }
+            # BOOT goes into the worker's input ahead of its start: it reads it right after
+            # its HELLO, which the handshake still checks first (docs/protocol.md).
+            launched = await self._sup._launch(
+                dict(policy.env), [*wire["read"], *wire["write"]], encode([Op.BOOT, boot])
+            )
         except BaseException:
             if lease is not None:
                 lease.release()
@@ -192,15 +210,8 @@ class ModuleHandle:
         )
         await self._sup._task_group.start(conn.run)
         self._sup._task_group.start_soon(release_after_exit, conn, lease, policy, self.limits)
-        boot = {
-            "wire": WIRE_VERSION,
-            "module": self.name,
-            "policy": wire,
-            "source": self.source.spec,
-            "log_level": self._sup.log_level,
-        }
         try:
-            report = await conn.handshake(boot, _BOOT_TIMEOUT)
+            report = await conn.handshake(None, _BOOT_TIMEOUT)
             layers = verify_confinement(
                 conn.pid, policy, report, uid=lease.uid if lease is not None else None
             )
@@ -670,6 +681,22 @@ class ModuleHandle:
 
     def __repr__(self) -> str:
         return f"<ModuleHandle {self.name!r} {self._state.name} pid={self.pid}>"
+
+
+_programs: dict[int, tuple[list[list[Any]], dict[str, Any] | None]] = {}
+
+
+def _seccomp_program(syscalls: list[list[Any]]) -> dict[str, Any] | None:
+    """`_bpf.template()` for a policy's wire rules, looked up by the identity of the rule list
+    (`_policy.wire_syscalls` hands out one list per rule set): the template's own cache is
+    keyed by the rules' content, which costs more to build than to look up."""
+    entry = _programs.get(id(syscalls))
+    if entry is None or entry[0] is not syscalls:
+        if len(_programs) >= 64:
+            _programs.clear()
+        entry = (syscalls, seccomp_template(syscalls))
+        _programs[id(syscalls)] = entry
+    return entry[1]
 
 
 def _check_description(name: str, description: dict[str, Any]) -> dict[str, Any]:

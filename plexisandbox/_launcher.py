@@ -26,6 +26,7 @@ __all__ = [
     "ensure_bytecode",
     "launch_worker",
     "worker_package_dir",
+    "write_ahead",
 ]
 
 # Runs in the fresh interpreter: put the host's library paths on sys.path, then load the
@@ -112,6 +113,9 @@ class LaunchedWorker:
     #: host's own; for a zygote's child, the pipe the zygote writes the status to (closing it
     #: lets the zygote reap the child). -1: the pidfd.
     exit_fd: int = -1
+    #: The tail of the first frame (`write_ahead`) that did not fit into the pipe: the
+    #: host's connection sends it before anything else.
+    unsent: bytes = b""
 
     def __post_init__(self) -> None:
         if self.exit_fd < 0:
@@ -147,8 +151,25 @@ def channel_pipes() -> tuple[tuple[int, int, int, int], tuple[int, int, int, int
     return (to_worker_r, from_worker_w, ctl_r, out_w), (to_worker_w, from_worker_r, ctl_w, out_r)
 
 
-def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
-    """Start one worker; it speaks first (HELLO) on `data_read`.
+def write_ahead(fd: int, frame: bytes) -> bytes:
+    """Put `frame` into a new worker's empty, non-blocking input pipe before the worker runs;
+    return the part that did not fit (sent later, in order, by the host's connection).
+
+    The worker reads it only after it has spoken (HELLO): writing BOOT ahead saves the round
+    trip in which the host would wait for HELLO before sending it (docs/protocol.md).
+    """
+    if not frame:
+        return b""
+    try:
+        written = os.write(fd, frame)
+    except BlockingIOError:
+        written = 0
+    return frame[written:]
+
+
+def launch_worker(env: Mapping[str, str], first: bytes = b"") -> LaunchedWorker:
+    """Start one worker; it speaks first (HELLO) on `data_read`. `first`: a frame put into its
+    input ahead (`write_ahead`).
 
     Raises:
         OSError: the interpreter could not be started (fd or process limits).
@@ -156,6 +177,7 @@ def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
     ensure_bytecode()
     child_ends, (to_worker_w, from_worker_r, ctl_w, out_r) = channel_pipes()
     to_worker_r, from_worker_w, ctl_r, out_w = child_ends
+    unsent = write_ahead(to_worker_w, first)
     argv = [
         sys.executable,
         "-I",
@@ -203,4 +225,5 @@ def launch_worker(env: Mapping[str, str]) -> LaunchedWorker:
         data_write=to_worker_w,
         ctl_write=ctl_w,
         output_read=out_r,
+        unsent=unsent,
     )

@@ -317,6 +317,24 @@ def file_access_declared(declared: ModulePermissions) -> list[str]:
     return [n for n in _FILES if declared.allows(n)]
 
 
+_wire_syscalls: dict[int, tuple[tuple[SyscallRule, ...], list[list[Any]]]] = {}
+
+
+def wire_syscalls(rules: tuple[SyscallRule, ...]) -> list[list[Any]]:
+    """`rules` as `to_wire()` sends them: [[name, action, [[index, mask, value], ...]], ...].
+
+    Converted once per rule tuple (`_seccomp_rules` hands out the same few): every worker's
+    start-up sends them. The list is shared between callers: treat it as read-only.
+    """
+    entry = _wire_syscalls.get(id(rules))
+    if entry is None or entry[0] is not rules:  # (the id of a tuple since collected)
+        if len(_wire_syscalls) >= 64:
+            _wire_syscalls.clear()
+        entry = (rules, [[s.name, s.action, [list(a) for a in s.args]] for s in rules])
+        _wire_syscalls[id(rules)] = entry
+    return entry[1]
+
+
 @dataclass(frozen=True)
 class SandboxPolicy:
     """Everything the worker applies to itself before importing the module.
@@ -363,7 +381,7 @@ class SandboxPolicy:
             "read": [p.path for p in self.read_paths],
             "write": [p.path for p in self.write_paths],
             "tcp": self.tcp,
-            "syscalls": [[s.name, s.action, [list(a) for a in s.args]] for s in self.syscalls],
+            "syscalls": wire_syscalls(self.syscalls),
             "prewarm": list(self.prewarm),
         }
 
@@ -472,7 +490,10 @@ def _group(name: str, reason: str) -> list[SyscallRule]:
     return [SyscallRule(s, "allow", (), reason, name) for s in SYSCALL_GROUPS[name]]
 
 
-def _seccomp_rules(network: list[str], files: list[str]) -> tuple[SyscallRule, ...]:
+@cache
+def _seccomp_rules(network: tuple[str, ...], files: tuple[str, ...]) -> tuple[SyscallRule, ...]:
+    """The allow-list for a declaration (cached: a few distinct ones per host, each the same
+    tuple object, which also makes comparing two policies cheap)."""
     always = "always: what a Python worker with asyncio and threads needs"
     rules: list[SyscallRule] = []
     for group in (
@@ -671,7 +692,7 @@ def derive_policy(
             if network
             else "network not declared"
         ),
-        syscalls=_seccomp_rules(network, files),
+        syscalls=_seccomp_rules(tuple(network), tuple(files)),
         prewarm=("dns", "tls") if network else (),
         network=bool(network),
         file_access=bool(writable),

@@ -118,14 +118,17 @@ class Supervisor:
             await self.zygote.aclose()
             self.zygote = None
 
-    async def _launch(self, env: dict[str, str], paths: list[str] | None = None) -> LaunchedWorker:
+    async def _launch(
+        self, env: dict[str, str], paths: list[str] | None = None, first: bytes = b""
+    ) -> LaunchedWorker:
         """Start one worker process: forked by the zygote, or launched. `paths`: the policy's
-        Landlock paths (the zygote prepares their mount namespace)."""
+        Landlock paths (the zygote prepares their mount namespace); `first`: a frame put into
+        the worker's input ahead of its start (BOOT, see `_launcher.write_ahead`)."""
         if not self.use_zygote:
-            return launch_worker(env)
+            return launch_worker(env, first)
         if self.zygote is None:
             self.zygote = Zygote(self._task_group)
-        return await self.zygote.spawn(env, paths=paths)
+        return await self.zygote.spawn(env, paths=paths, first=first)
 
     @property
     def _task_group(self) -> anyio.abc.TaskGroup:

@@ -306,6 +306,9 @@ class WorkerConnection:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if self.launched.unsent:  # the rest of a first frame written ahead
+                    self.send_nowait(self.launched.unsent)
+                    self.launched.unsent = b""
                 tg.start_soon(self._read_loop)
                 tg.start_soon(self._output_loop)
                 tg.start_soon(self._batch_loop)
@@ -811,8 +814,13 @@ class WorkerConnection:
             )
         return message[1]  # type: ignore[no-any-return]
 
-    async def handshake(self, boot: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """HELLO (version check) → BOOT → CONFINED; return the confinement report."""
+    async def handshake(self, boot: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+        """HELLO (version check) → BOOT → CONFINED; return the confinement report.
+
+        `boot` None: BOOT was written into the worker's input ahead of its start
+        (`_launcher.write_ahead`); the worker reads it only after its HELLO, and a HELLO of
+        another wire version is refused here just the same.
+        """
         hello = await self._expect(Op.HELLO, timeout, "start-up")
         theirs = hello.get("wire")
         if theirs != WIRE_VERSION:
@@ -824,7 +832,8 @@ class WorkerConnection:
             self.violate(reason)
             await self.exited.wait()
             raise ProtocolViolation(reason, module=self.name)
-        self.send_nowait(encode([Op.BOOT, boot]))
+        if boot is not None:
+            self.send_nowait(encode([Op.BOOT, boot]))
         return await self._expect(Op.CONFINED, timeout, "confinement")
 
     async def go(self, timeout: float) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from ._launcher import (
     ensure_bytecode,
     launch_worker,
     library_paths,
+    write_ahead,
 )
 from ._launcher import worker_package_dir as _worker_dir
 from ._policy import SandboxPolicy
@@ -211,11 +212,12 @@ class Zygote:
 
     # -- spawning ------------------------------------------------------------------------------
     async def spawn(
-        self, env: Mapping[str, str], *, paths: Sequence[str] | None = None
+        self, env: Mapping[str, str], *, paths: Sequence[str] | None = None, first: bytes = b""
     ) -> LaunchedWorker:
         """Fork one worker with `env`; it speaks first (HELLO), as a launched worker does.
         `paths` are its policy's Landlock paths: on a root host the zygote prepares the mount
         namespace that makes them reachable for the worker's uid (one per distinct set).
+        `first`: a frame put into the worker's input ahead (`_launcher.write_ahead`).
 
         A dead or wedged zygote is replaced (and logged); if no zygote can be had, the worker
         is launched the plain way, and so are the next ones for `_PLAIN_BACKOFF` seconds
@@ -226,7 +228,7 @@ class Zygote:
         """
         async with self._lock:
             if time.monotonic() < self._plain_until:
-                return launch_worker(env)
+                return launch_worker(env, first)
             for attempt in (1, 2):
                 instance = self._current
                 try:
@@ -241,7 +243,7 @@ class Zygote:
                             self.restarts += 1
                             _log.warning("starting a new zygote (restart %d)", self.restarts)
                         instance = await self._start()
-                    return await self._spawn_once(instance.sock, env, paths)
+                    return await self._spawn_once(instance.sock, env, paths, first)
                 except (OSError, TimeoutError, ValueError, msgpack.UnpackException) as exc:
                     _log.warning("zygote failed to fork a worker (attempt %d): %s", attempt, exc)
                     if self._current is not None:
@@ -252,13 +254,18 @@ class Zygote:
             "no zygote available; launching workers without one for the next %gs",
             _PLAIN_BACKOFF,
         )
-        return launch_worker(env)
+        return launch_worker(env, first)
 
     async def _spawn_once(
-        self, sock: socket.socket, env: Mapping[str, str], paths: Sequence[str] | None
+        self,
+        sock: socket.socket,
+        env: Mapping[str, str],
+        paths: Sequence[str] | None,
+        first: bytes,
     ) -> LaunchedWorker:
         child_ends, host_ends = channel_pipes()
         try:
+            unsent = write_ahead(host_ends[0], first)
             options = {"paths": [str(p) for p in paths]} if paths is not None else {}
             body = msgpack.packb([_SPAWN, [[str(k), str(v)] for k, v in env.items()], options])
             rights = struct.pack("=4i", *child_ends)
@@ -306,6 +313,7 @@ class Zygote:
             ctl_write=ctl_w,
             output_read=out_r,
             exit_fd=status_fd,
+            unsent=unsent,
         )
 
 

@@ -10,6 +10,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import marshal
 import os
 import sys
 import types
@@ -113,6 +114,16 @@ def _import_top_level(root: str, top: str) -> None:
         raise
 
 
+def _host_compiled(source: dict[str, Any]) -> types.CodeType | None:
+    """The module's code as the host compiled it from the same file (plexisandbox._compiled),
+    if it came with BOOT in this interpreter's bytecode format; else None (compile here)."""
+    data = source.get("code")
+    if not isinstance(data, bytes) or source.get("magic") != importlib.util.MAGIC_NUMBER:
+        return None
+    code = marshal.loads(data)  # host → worker data: trusted, as BOOT itself
+    return code if isinstance(code, types.CodeType) else None
+
+
 def load_class(source: dict[str, Any]) -> type[BaseModule]:
     """Import the module's code as the host's spec describes it."""
     alias_seed_path()
@@ -128,7 +139,12 @@ def load_class(source: dict[str, Any]) -> type[BaseModule]:
             raise ImportError(f"cannot load {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        code = _host_compiled(source)
+        if code is not None:
+            # What the loader's exec_module() does with the code it compiles itself.
+            exec(code, module.__dict__)
+        else:
+            spec.loader.exec_module(module)
         return _pick_class(module, source.get("class"), path)
     if kind == "import":
         root = source.get("root")

@@ -166,13 +166,21 @@ def run(
         _fatal(writer, "confine:" + exc.layer, exc, EXIT_CONFINE)
     except Exception as exc:
         _fatal(writer, "confine", exc, EXIT_CONFINE)
-    _forget_unreadable_paths()
     writer.send([Op.CONFINED, report])
+
+    # While the host checks /proc (a round trip at the least), the rest of the trusted
+    # set-up: everything here runs confined already, and none of it is module code.
+    _forget_unreadable_paths()
+    install_log_relay(writer, int(boot.get("log_level", logging.INFO)))
+    runtime = Runtime(None, writer, fd_in)  # type: ignore[arg-type]
+    # The control thread (pings, stack dumps): Thread.start() waits for the new thread to
+    # run, a cross-CPU wake-up that costs less here than anywhere after GO. It inherits the
+    # confinement (seccomp and Landlock apply to threads created after them). Control
+    # frames sent before it runs wait in the pipe.
+    start_control_thread(fd_ctl, writer)
 
     # 4. The host verified /proc/<pid>/status; only now does untrusted code run.
     _expect(reader, writer, Op.GO)
-    install_log_relay(writer, int(boot.get("log_level", logging.INFO)))
-    runtime = Runtime(None, writer, fd_in)  # type: ignore[arg-type]
     BaseModule._runtime = runtime  # so register_event_handler() in __init__ subscribes
     try:
         module = instantiate(load_class(boot["source"]))
@@ -184,10 +192,6 @@ def run(
     except BaseException as exc:
         _fatal(writer, "import", exc, EXIT_IMPORT)
     writer.send([Op.READY, description])
-    # The control thread (pings, stack dumps) starts while the host checks the description:
-    # Thread.start() waits for the new thread to run, a cross-CPU wake-up that would
-    # otherwise lie on the start-up path. Control frames sent before wait in the pipe.
-    start_control_thread(fd_ctl, writer)
 
     # 5. Serve until the host closes the channel: what asyncio.run() does, on the loop made
     #    ahead if there is one.

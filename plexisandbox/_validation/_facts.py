@@ -15,6 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from plexisandbox._compiled import PARSE_LOCK, FileIdentity, file_identity, identity_of
+
 __all__ = [
     "UNKNOWN",
     "ClassFacts",
@@ -45,28 +47,6 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
-
-
-_PARSE_LOCK = threading.Lock()
-
-#: What identifies one version of a file's content without reading it: (device, inode, size,
-#: mtime, ctime) in nanoseconds. Any write changes mtime and ctime; a file replaced by
-#: another (an editor's rename, a fresh checkout) has another inode; `touch -d` cannot set
-#: ctime. So two equal identities mean the same bytes, and caches keyed by it are safe.
-FileIdentity = tuple[int, int, int, int, int]
-
-
-def file_identity(path: str) -> FileIdentity | None:
-    """The path's current `FileIdentity`, None when it cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return _identity(st)
-
-
-def _identity(st: os.stat_result) -> FileIdentity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass
@@ -365,19 +345,16 @@ def _read_facts(
                 facts.error = (
                     f"source is {st.st_size} bytes; the validator reads at most {MAX_SOURCE_BYTES}"
                 )
-                return facts, _identity(st)
+                return facts, identity_of(st)
             source = f.read(MAX_SOURCE_BYTES + 1)
-            read_as = _identity(st)
+            read_as = identity_of(st)
         if len(source) > MAX_SOURCE_BYTES:  # grew between the fstat and the read
             facts.error = (
                 f"source is over {MAX_SOURCE_BYTES} bytes; the validator reads at most "
                 f"{MAX_SOURCE_BYTES}"
             )
             return facts, None
-        # CPython 3.11's parser keeps its recursion-depth counter per interpreter, not per
-        # thread: concurrent parses from the validation threads can fail with
-        # "SystemError: AST recursion depth mismatch". One parse at a time.
-        with _PARSE_LOCK:
+        with PARSE_LOCK:  # one parse at a time in the host (see plexisandbox._compiled)
             tree = ast.parse(source, filename=path)
     except SyntaxError as exc:
         facts.error = f"{exc.msg}"

@@ -11,12 +11,13 @@ import anyio
 import anyio.to_thread
 import msgpack
 
+from plexisandbox._compiled import FileIdentity, file_identity
 from plexisandbox._limits import Limits
 from plexisandbox._sources import resolve_source
 from plexisandbox.errors import ConfinementUnavailable, ModuleError, SandboxError
 
 from ._api import failure_report, report_for
-from ._facts import FileIdentity, ModuleFacts, file_identity, read_facts
+from ._facts import ModuleFacts, read_facts
 
 __all__ = ["validate_description", "validate_module"]
 
