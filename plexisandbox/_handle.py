@@ -169,7 +169,7 @@ class ModuleHandle:
     async def _spawn(self, policy: SandboxPolicy) -> WorkerConnection:
         # Confinement (issue 3): a machine-wide unique uid per worker when the host is root,
         # its data folder handed to that uid (links never followed), released at exit.
-        lease = self._sup._uids.acquire() if "uid" in policy.layers else None
+        lease = self._sup._lease_uid() if "uid" in policy.layers else None
         try:
             wire = policy.to_wire()
             if "seccomp" in policy.layers:
@@ -210,6 +210,8 @@ class ModuleHandle:
         )
         await self._sup._task_group.start(conn.run)
         self._sup._task_group.start_soon(release_after_exit, conn, lease, policy, self.limits)
+        if lease is not None:
+            self._sup._lease_ahead()  # the worker is confining itself meanwhile
         try:
             report = await conn.handshake(None, _BOOT_TIMEOUT)
             layers = verify_confinement(

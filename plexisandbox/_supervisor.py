@@ -20,7 +20,7 @@ from ._metrics import metrics_text
 from ._policy import HostFacts, file_access_declared
 from ._protocol import DEFAULT_MAX_FRAME, Op, encode
 from ._sources import check_name, resolve_source
-from ._uids import UidAllocator
+from ._uids import UidAllocator, UidLease
 from ._watchdog import Watchdog
 from ._worker import WorkerConnection
 from ._zygote import Zygote, zygote_default
@@ -66,6 +66,9 @@ class Supervisor:
         self.log_level = log_level
         self.host_facts = HostFacts.detect()
         self._uids = UidAllocator()  # one uid per live worker when root (issue 3)
+        #: The next worker's uid, leased while the host waits for a worker to start (a lease
+        #: creates and locks a file: ~0.1 ms that need not lie on the start-up path).
+        self._spare_lease: tuple[UidAllocator, UidLease] | None = None
         self._modules: dict[str, ModuleHandle] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.bus = EventBus()
@@ -114,6 +117,9 @@ class Supervisor:
                 tg.start_soon(shut, handle)
         self._modules.clear()
         self.bus.close()
+        if self._spare_lease is not None:
+            self._spare_lease[1].release()
+            self._spare_lease = None
         if self.zygote is not None:
             await self.zygote.aclose()
             self.zygote = None
@@ -129,6 +135,27 @@ class Supervisor:
         if self.zygote is None:
             self.zygote = Zygote(self._task_group)
         return await self.zygote.spawn(env, paths=paths, first=first)
+
+    def _lease_uid(self) -> UidLease:
+        """A worker's uid lease: the one leased ahead, else a new one.
+
+        Raises:
+            OSError: no uid is free.
+        """
+        spare, self._spare_lease = self._spare_lease, None
+        if spare is not None:
+            if spare[0] is self._uids:
+                return spare[1]
+            spare[1].release()  # leased from an allocator since replaced
+        return self._uids.acquire()
+
+    def _lease_ahead(self) -> None:
+        """Lease the next worker's uid now, while nothing else waits for the host."""
+        if self._spare_lease is None and self._tg is not None:
+            try:
+                self._spare_lease = (self._uids, self._uids.acquire())
+            except OSError:
+                pass  # the next start tries again and reports it
 
     @property
     def _task_group(self) -> anyio.abc.TaskGroup:

@@ -13,7 +13,7 @@ import ctypes
 import os
 import stat
 
-__all__ = ["LandlockError", "abi_version", "restrict"]
+__all__ = ["LandlockError", "abi_version", "build_ruleset", "restrict"]
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _CREATE_RULESET_VERSION = 1
@@ -104,6 +104,23 @@ def restrict(
     Raises:
         LandlockError: Landlock is unavailable or refused a rule.
     """
+    ruleset, info = build_ruleset(read, write, tcp=tcp, scope=scope)
+    try:
+        _sys(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))
+    finally:
+        os.close(ruleset)
+    return info
+
+
+def build_ruleset(
+    read: list[str], write: list[str], *, tcp: str | None, scope: bool
+) -> tuple[int, dict[str, object]]:
+    """The ruleset `restrict()` enforces, as a descriptor (the caller closes it), and its
+    {"abi", "net", "scope", "skipped"}. Building one restricts nobody.
+
+    Raises:
+        LandlockError: Landlock is unavailable or refused a rule.
+    """
     abi = abi_version()
     if abi < 1:
         raise LandlockError(0, "Landlock is not available (kernel < 5.13 or lsm= lacks it)")
@@ -142,7 +159,7 @@ def restrict(
                     )
                 finally:
                     os.close(fd)
-        _sys(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))
-    finally:
+    except BaseException:
         os.close(ruleset)
-    return {"abi": abi, "net": net, "scope": scoped, "skipped": skipped}
+        raise
+    return ruleset, {"abi": abi, "net": net, "scope": scoped, "skipped": skipped}

@@ -26,7 +26,8 @@ the channel's descriptors (`_specialize`), and it runs the very same `run()` a l
 runs: handshake, this module's own confinement (uid, netns, Landlock, seccomp), serve. The
 fork (~0.7 ms of page-table copying here, and as much again before the child runs) is off the
 start-up path; the zygote forks the next spare once the new worker has had time to start
-(`_REFILL_DELAY`).
+(`_REFILL_DELAY`). Before it waits, the spare rehearses a worker's start on made-up data
+(`rehearsal.py`): the ~800 pages a start writes to are copied then, not on the start-up path.
 
 Shared namespaces (root host): at start the zygote makes one empty network namespace, and per
 distinct set of "paths" one mount namespace masked for them (`namespaces.mask_untraversable`,
@@ -64,7 +65,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 # The worker runtime, imported once here so every child starts with it loaded and frozen.
-from . import confine, hygiene, landlock, namespaces, rlimits, seccomp  # noqa: F401
+from . import confine, hygiene, landlock, namespaces, rehearsal, rlimits, seccomp  # noqa: F401
 from . import main as worker_main
 
 __all__ = ["EXIT_CHILD_SETUP", "FAILED", "READY", "SPARE_NAME", "SPAWN", "SPAWNED", "serve"]
@@ -151,6 +152,9 @@ def _spare_main(sock_fd: int, zygote: int) -> None:
         # The event loop's epoll fd and self-pipe, made now rather than on the start-up path.
         loop = asyncio.new_event_loop()
         sock = socket.socket(fileno=sock_fd)
+        # A worker's start-up once on made-up data: the pages it writes are copied now, not
+        # on the start-up path (rehearsal.py); it stops as soon as a request is waiting.
+        rehearsal.rehearse(loop, lambda: bool(select.select([sock_fd], [], [], 0)[0]))
         data, ancdata, flags, _ = sock.recvmsg(_MAX_MESSAGE, _SPARE_FD_SPACE)
         sock.close()
     except BaseException:

@@ -16,7 +16,7 @@ import pytest
 
 from plexisandbox import RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.interfaces import ModulePermissions
-from tests.conftest import TEST_MODULES
+from tests.conftest import TEST_MODULES, until
 
 pytestmark = pytest.mark.anyio
 SPARE_NAME = b"plexisbx-spare"  # plexisandbox_worker.zygote.SPARE_NAME
@@ -149,11 +149,20 @@ async def test_the_spare_child_holds_only_stdio_and_its_socket(sup: Supervisor) 
     assert zygote is not None
     spare = await anyio.to_thread.run_sync(_wait_for_spare, zygote)
     assert spare != probe.pid
-    fds = {int(fd): os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")}
+
+    def descriptors() -> dict[int, str]:
+        folder = f"/proc/{spare}/fd"
+        return {int(fd): os.readlink(f"{folder}/{fd}") for fd in os.listdir(folder)}
+
+    def waiting() -> bool:
+        # Until it waits for a request, a spare rehearses a worker's start (pipes of its own).
+        kinds = sorted(link.partition(":")[0] for fd, link in descriptors().items() if fd > 2)
+        return kinds == ["anon_inode", "socket", "socket", "socket"]
+
+    await until(waiting)
+    fds = descriptors()
     # stdio, its socket to the zygote, and its event loop's epoll fd and self-pipe.
     assert fds[0] == "/dev/null"
-    kinds = sorted(link.partition(":")[0] for fd, link in fds.items() if fd > 2)
-    assert kinds == ["anon_inode", "socket", "socket", "socket"], fds
     status = dict(
         line.split(":", 1) for line in _read(f"/proc/{spare}/status").decode().splitlines()
     )
