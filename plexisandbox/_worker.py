@@ -486,8 +486,9 @@ class WorkerConnection:
             if not await self._read_with_asyncio_reader(fd):
                 return
         else:
+            wait_readable = _trio_lowlevel().wait_readable  # anyio's adds a backend lookup
             while True:
-                await anyio.wait_readable(fd)
+                await wait_readable(fd)
                 try:
                     result = self._consume(fd)
                 except BlockingIOError:
