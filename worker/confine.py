@@ -138,9 +138,11 @@ def _apply(policy: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
             raise ConfinementError(layer, detail)
         missing[layer] = detail
 
-    # 0. Environment: exactly the policy's allow-list.
-    os.environ.clear()
-    os.environ.update({str(k): str(v) for k, v in policy.get("env", [])})
+    # 0. Environment: exactly the policy's allow-list (a zygote's child has it already).
+    env = {str(k): str(v) for k, v in policy.get("env", [])}
+    if os.environ != env:
+        os.environ.clear()
+        os.environ.update(env)
     layers.append("env")
     parent = os.getppid()
 
