@@ -1,9 +1,10 @@
 """Worker side: the serve loop — lifecycle, calls, events and host requests over the channel.
 
-The asyncio event loop reads the host→worker pipe directly (`add_reader`), runs each call as
-a task (so calls pipeline and one slow call does not hold up the next), and writes answers
-through the shared `FrameWriter`. A separate control thread (`control.py`) answers liveness
-pings and stack dumps even while module code keeps this loop busy.
+The asyncio event loop reads the host→worker pipe directly (`add_reader`), runs calls in a
+resident runner task — a call that waits gets a task of its own, so calls pipeline and one
+slow call does not hold up the next (see `_runner`) — and writes answers through the shared
+`FrameWriter`. A separate control thread (`control.py`) answers liveness pings and stack
+dumps even while module code keeps this loop busy.
 """
 
 from __future__ import annotations
