@@ -12,7 +12,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
@@ -22,21 +22,73 @@ import plexisandbox
 __all__ = [
     "LaunchedWorker",
     "WorkerProcess",
+    "bootstrap_code",
     "channel_pipes",
     "ensure_bytecode",
     "launch_worker",
+    "start_interpreter",
     "worker_package_dir",
     "write_ahead",
 ]
 
-# Runs in the fresh interpreter: put the host's library paths on sys.path, then load the
-# worker package from its folder by path (it may be installed or in a source checkout).
-_BOOTSTRAP = (
-    "import sys;a=sys.argv;sys.path[:0]=a[6:];import importlib.util as u;"
-    "s=u.spec_from_file_location('plexisandbox_worker',a[1]+'/__init__.py',"
-    "submodule_search_locations=[a[1]]);m=u.module_from_spec(s);sys.modules[s.name]=m;"
-    "s.loader.exec_module(m);from plexisandbox_worker.main import main;main(a[2:6])"
-)
+
+def bootstrap_code(module: str, function: str, nargs: int) -> str:
+    """The `-c` program of a fresh interpreter: put the host's library paths on sys.path, load
+    the worker package from its folder by path (it may be installed or in a source checkout),
+    then call `plexisandbox_worker.<module>.<function>(argv[2:2 + nargs])`. The argv is
+    `[-c, package folder, *nargs arguments, *library paths]` (see `start_interpreter`)."""
+    end = 2 + nargs
+    return (
+        f"import sys;a=sys.argv;sys.path[:0]=a[{end}:];import importlib.util as u;"
+        "s=u.spec_from_file_location('plexisandbox_worker',a[1]+'/__init__.py',"
+        "submodule_search_locations=[a[1]]);m=u.module_from_spec(s);sys.modules[s.name]=m;"
+        f"s.loader.exec_module(m);from plexisandbox_worker.{module} import {function};"
+        f"{function}(a[2:{end}])"
+    )
+
+
+_BOOTSTRAP = bootstrap_code("main", "main", 4)
+
+
+def start_interpreter(
+    bootstrap: str,
+    args: Sequence[str],
+    *,
+    pass_fds: Sequence[int],
+    output: int,
+    env: Mapping[str, str],
+) -> subprocess.Popen[bytes]:
+    """Exec a fresh `python -I -S -B` running `bootstrap` (see `bootstrap_code`), never a fork
+    of the host: isolated mode, no site, no bytecode writes; stdin from /dev/null, stdout and
+    stderr to `output`, only `pass_fds` inherited, its own session, cwd `/`, exactly `env`.
+    Workers and the zygote both start here, so they start alike.
+
+    Raises:
+        OSError: the interpreter could not be started (fd or process limits).
+    """
+    ensure_bytecode()
+    argv = [
+        sys.executable,
+        "-I",
+        "-S",
+        "-B",
+        "-c",
+        bootstrap,
+        worker_package_dir(),
+        *args,
+        *library_paths(),
+    ]
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        pass_fds=tuple(pass_fds),
+        close_fds=True,
+        start_new_session=True,
+        env=dict(env),
+        cwd="/",
+    )
 
 
 @cache
@@ -174,35 +226,16 @@ def launch_worker(env: Mapping[str, str], first: bytes = b"") -> LaunchedWorker:
     Raises:
         OSError: the interpreter could not be started (fd or process limits).
     """
-    ensure_bytecode()
     child_ends, (to_worker_w, from_worker_r, ctl_w, out_r) = channel_pipes()
     to_worker_r, from_worker_w, ctl_r, out_w = child_ends
     unsent = write_ahead(to_worker_w, first)
-    argv = [
-        sys.executable,
-        "-I",
-        "-S",
-        "-B",
-        "-c",
-        _BOOTSTRAP,
-        worker_package_dir(),
-        str(to_worker_r),
-        str(from_worker_w),
-        str(ctl_r),
-        str(os.getpid()),
-        *library_paths(),
-    ]
     try:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=out_w,
+        process = start_interpreter(
+            _BOOTSTRAP,
+            [str(to_worker_r), str(from_worker_w), str(ctl_r), str(os.getpid())],
             pass_fds=(to_worker_r, from_worker_w, ctl_r),
-            close_fds=True,
-            start_new_session=True,
-            env=dict(env),
-            cwd="/",
+            output=out_w,
+            env=env,
         )
     except BaseException:
         for fd in (*child_ends, to_worker_w, from_worker_r, ctl_w, out_r):

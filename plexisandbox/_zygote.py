@@ -29,7 +29,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,26 +39,20 @@ import msgpack
 
 from ._launcher import (
     LaunchedWorker,
+    bootstrap_code,
     channel_pipes,
-    ensure_bytecode,
     launch_worker,
-    library_paths,
+    start_interpreter,
     write_ahead,
 )
-from ._launcher import worker_package_dir as _worker_dir
 from ._policy import SandboxPolicy
 
 __all__ = ["Zygote", "ZygoteChild", "ZygoteError", "zygote_default"]
 
 _log = logging.getLogger("plexisandbox.zygote")
 
-# Same shape as the worker's bootstrap (plexisandbox._launcher), ending in the zygote's loop.
-_BOOTSTRAP = (
-    "import sys;a=sys.argv;sys.path[:0]=a[4:];import importlib.util as u;"
-    "s=u.spec_from_file_location('plexisandbox_worker',a[1]+'/__init__.py',"
-    "submodule_search_locations=[a[1]]);m=u.module_from_spec(s);sys.modules[s.name]=m;"
-    "s.loader.exec_module(m);from plexisandbox_worker.zygote import serve;serve(a[2:4])"
-)
+# The worker's bootstrap (plexisandbox._launcher), ending in the zygote's loop instead.
+_BOOTSTRAP = bootstrap_code("zygote", "serve", 2)
 _READY, _SPAWN, _SPAWNED, _FAILED = "ready", "spawn", "spawned", "failed"
 _STATUS = struct.Struct("=i")
 _START_TIMEOUT = 20.0  # seconds for a new zygote to import the runtime and say READY
@@ -357,34 +350,17 @@ class _Instance:
 
 def _launch_zygote() -> _Instance:
     """Start a zygote the way a worker is started (see plexisandbox._launcher)."""
-    ensure_bytecode()
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    argv = [
-        sys.executable,
-        "-I",
-        "-S",
-        "-B",
-        "-c",
-        _BOOTSTRAP,
-        _worker_dir(),
-        str(child.fileno()),
-        str(os.getpid()),
-        *library_paths(),
-    ]
     try:
         # The policy's baseline environment: what glibc reads once at start-up
         # (MALLOC_ARENA_MAX) is what every child runs with.
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=out_w,
+        process = start_interpreter(
+            _BOOTSTRAP,
+            [str(child.fileno()), str(os.getpid())],
             pass_fds=(child.fileno(),),
-            close_fds=True,
-            start_new_session=True,
+            output=out_w,
             env=dict(SandboxPolicy(module="zygote").env),
-            cwd="/",
         )
     except BaseException:
         parent.close()
