@@ -23,7 +23,7 @@ import pytest
 from plexisandbox._policy import HostFacts
 from plexisandbox._verify import read_status
 from plexisandbox.errors import ConfinementUnavailable, LimitExceeded, WorkerCrashed
-from tests.conftest import ROOT
+from tests.conftest import ROOT, skip_or_fail
 
 from .conftest import HOSTILE, LIMITS, arena, denied
 
@@ -142,7 +142,7 @@ async def test_reading_etc_shadow_is_refused(
     errno_name: str | None,
 ) -> None:
     if dropped and not HostFacts.detect().is_root:
-        pytest.skip("these variants compare a worker uid with root: they need a root host")
+        skip_or_fail("these variants compare a worker uid with root: they need a root host")
     _drop_layer(monkeypatch, *dropped)
     async with arena(tmp_path) as a:
         result = await a.attempt("read_shadow")
@@ -546,7 +546,7 @@ async def test_user_namespace_path_confines_a_non_root_host(tmp_path: Path) -> N
 async def test_every_worker_runs_under_its_own_unprivileged_uid(tmp_path: Path) -> None:
     async with arena(tmp_path) as a:
         if "uid" not in a.neighbour.confinement["layers"]:
-            pytest.skip("host is not root: workers get a user namespace instead")
+            skip_or_fail("host is not root: workers get a user namespace instead")
         other = await a.load("env_secrets")
         uids = set()
         for handle in (a.neighbour, other):

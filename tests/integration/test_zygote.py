@@ -26,7 +26,7 @@ from plexisandbox import ModuleHandle, RestartPolicy, RestartStrategy, Superviso
 from plexisandbox._verify import read_status
 from plexisandbox._worker import ExitInfo, WorkerConnection
 from plexisandbox.errors import WorkerCrashed
-from tests.conftest import EXAMPLES, ROOT, TEST_MODULES
+from tests.conftest import EXAMPLES, ROOT, TEST_MODULES, skip_or_fail
 
 pytestmark = pytest.mark.anyio
 PROBE = TEST_MODULES / "probe.py"
@@ -135,7 +135,7 @@ async def test_zygote_worker_has_the_plain_workers_confinement() -> None:
 
 async def test_zygote_workers_get_distinct_uids_when_root(sup: Supervisor) -> None:
     if os.geteuid() != 0:
-        pytest.skip("per-worker uids are for a root host")
+        skip_or_fail("per-worker uids are for a root host")
     first, second = await _probe(sup), await _probe(sup, name="second")
     assert first.pid is not None
     assert second.pid is not None

@@ -16,7 +16,7 @@ import pytest
 
 from plexisandbox import RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.interfaces import ModulePermissions
-from tests.conftest import TEST_MODULES, until
+from tests.conftest import TEST_MODULES, skip_or_fail, until
 
 pytestmark = pytest.mark.anyio
 SPARE_NAME = b"plexisbx-spare"  # plexisandbox_worker.zygote.SPARE_NAME
@@ -84,7 +84,7 @@ def _wait_for_spare(zygote: int, timeout: float = 10.0) -> int:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("the zygote prepares shared namespaces on a root host only")
+        skip_or_fail("the zygote prepares shared namespaces on a root host only")
 
 
 @pytest.fixture

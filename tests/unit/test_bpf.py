@@ -11,8 +11,17 @@ from plexisandbox import _bpf
 from plexisandbox._limits import Limits
 from plexisandbox._policy import HostFacts, derive_policy
 from plexisandbox.interfaces import ModulePermissions
+from tests.conftest import skip_or_fail
 
-pytest.importorskip("pyseccomp")
+
+@pytest.fixture(autouse=True)
+def _libseccomp() -> None:
+    """The comparison needs libseccomp itself: skip without it, fail under MUST_CONFINE."""
+    try:
+        import pyseccomp  # noqa: F401
+    except ImportError:
+        skip_or_fail("pyseccomp (libseccomp) is not importable")
+
 
 _DECLARATIONS = {
     "baseline": ModulePermissions(),
