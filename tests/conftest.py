@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,21 @@ def skip_or_fail(reason: str) -> None:
     if MUST_CONFINE:
         pytest.fail(f"PLEXISANDBOX_MUST_CONFINE=1 but {reason}")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def inheritable_host_fds(folder: Path) -> Iterator[None]:
+    """Open inheritable descriptors in the host (a file and a pipe's read end) for the
+    duration: the kind a careless fork/exec would leak into a worker."""
+    leaked = os.open(folder / "host-file", os.O_CREAT | os.O_RDWR)
+    os.set_inheritable(leaked, True)
+    leaked_r, leaked_w = os.pipe()
+    os.set_inheritable(leaked_r, True)
+    try:
+        yield
+    finally:
+        for fd in (leaked, leaked_r, leaked_w):
+            os.close(fd)
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:

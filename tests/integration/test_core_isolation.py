@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from plexisandbox import ModuleHandle, Supervisor
-from tests.conftest import TEST_MODULES
+from tests.conftest import TEST_MODULES, inheritable_host_fds
 
 pytestmark = pytest.mark.anyio
 PROBE = TEST_MODULES / "probe.py"
@@ -129,17 +129,9 @@ async def test_worker_does_not_import_the_supervisor_side(sup: Supervisor) -> No
 async def test_only_the_channel_descriptors_are_open_in_the_worker(
     sup: Supervisor, tmp_path: Path
 ) -> None:
-    # An inheritable descriptor in the host, the kind a careless fork/exec would leak.
-    leaked = os.open(tmp_path / "host-file", os.O_CREAT | os.O_RDWR)
-    os.set_inheritable(leaked, True)
-    leaked_r, leaked_w = os.pipe()
-    os.set_inheritable(leaked_r, True)
-    try:
+    with inheritable_host_fds(tmp_path):
         probe = await _probe(sup)
         report = await probe.call("fds")
-    finally:
-        for fd in (leaked, leaked_r, leaked_w):
-            os.close(fd)
     fds = {fd: (kind, link) for fd, kind, link in report["fds"]}
     loop_owned = set(report["loop"])  # the worker's own event loop: epoll fd and self-pipe
     theirs = {fd: v for fd, v in fds.items() if fd not in loop_owned}

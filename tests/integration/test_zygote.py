@@ -26,7 +26,7 @@ from plexisandbox import ModuleHandle, RestartPolicy, RestartStrategy, Superviso
 from plexisandbox._verify import read_status
 from plexisandbox._worker import ExitInfo, WorkerConnection
 from plexisandbox.errors import WorkerCrashed
-from tests.conftest import EXAMPLES, ROOT, TEST_MODULES, skip_or_fail
+from tests.conftest import EXAMPLES, ROOT, TEST_MODULES, inheritable_host_fds, skip_or_fail
 
 pytestmark = pytest.mark.anyio
 PROBE = TEST_MODULES / "probe.py"
@@ -172,11 +172,7 @@ async def test_zygote_worker_holds_only_the_channel_descriptors(
     sup: Supervisor, tmp_path: Path
 ) -> None:
     # Inheritable host descriptors, opened before the zygote starts (at the first load).
-    leaked = os.open(tmp_path / "host-file", os.O_CREAT | os.O_RDWR)
-    os.set_inheritable(leaked, True)
-    leaked_r, leaked_w = os.pipe()
-    os.set_inheritable(leaked_r, True)
-    try:
+    with inheritable_host_fds(tmp_path):
         probe = await _probe(sup)
         neighbour = await _probe(sup, name="neighbour")  # the zygote holds its fds too
         report = await probe.call("fds")
@@ -187,9 +183,6 @@ async def test_zygote_worker_holds_only_the_channel_descriptors(
             fd: os.readlink(f"/proc/{sup.zygote.pid}/fd/{fd}")
             for fd in os.listdir(f"/proc/{sup.zygote.pid}/fd")
         }
-    finally:
-        for fd in (leaked, leaked_r, leaked_w):
-            os.close(fd)
     fds = {fd: (kind, link) for fd, kind, link in report["fds"]}
     theirs = {fd: v for fd, v in fds.items() if fd not in set(report["loop"])}
     assert fds[0][0] == "chr"
