@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from ._bench_common import machine, summary_us, time_calls
+from ._bench_common import machine, summary_us
 
 __all__ = ["add_parser", "run", "run_suite"]
 
@@ -41,17 +41,14 @@ def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
     n = 500 if quick else 3000
     backends = ["asyncio"] if quick else ["asyncio", "trio"]
     _progress(f"baselines ({n} calls each)")
-    _, raw_tput = base.raw_pipe(n)
     execnet = base.execnet_rtt(n)
     in_process = anyio.run(base.in_process_rtt, n)
 
     # The raw pipe and mp.Pipe round trips are taken interleaved with the sandbox's (see
     # call_path): each backend's ratio compares samples from the same moments.
     calls: dict[str, dict[str, Any]] = {}
-    raw, mp = base.RawPipe(), base.MpPipe()
-    try:
-        for peer in (raw.roundtrip, mp.roundtrip):
-            time_calls(peer, 200)
+    with base.peers() as (raw, mp):
+        raw_tput = raw.pipelined(n * 4, 64)
         for backend in backends:
             _progress(f"sandbox call path ({backend}), interleaved with the baselines")
             calls[backend] = anyio.run(
@@ -64,9 +61,6 @@ def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
                 ),
                 backend=backend,
             )
-    finally:
-        raw.close()
-        mp.close()
     _progress("call round trip with every process placed: one CPU, then two")
     placed = _bench_placed.placed(n // 2, backends)
     main = calls[backends[0]]

@@ -13,18 +13,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 
-from ._bench_common import EXTRA_HINT, time_calls
+from ._bench_common import EXTRA_HINT, place, time_calls
 
-__all__ = ["MpPipe", "RawPipe", "execnet_rtt", "in_process_rtt", "mp_pipe_rtt", "raw_pipe"]
+__all__ = ["MpPipe", "RawPipe", "execnet_rtt", "in_process_rtt", "peers"]
 
 # Reads whatever arrived, answers every complete frame in one write: it serves one-at-a-time
 # round trips and pipelined bursts alike. Reads ask for one pipe buffer (64 KiB): a larger
@@ -106,18 +108,6 @@ class RawPipe:
         os.close(self.from_r)
 
 
-def raw_pipe(n: int, *, warmup: int = 200, window: int = 64) -> tuple[list[float], float]:
-    """(round-trip samples in seconds, pipelined calls/s at `window` in flight)."""
-    raw = RawPipe()
-    try:
-        time_calls(raw.roundtrip, warmup)
-        rtt = time_calls(raw.roundtrip, n)
-        tput = raw.pipelined(n * 4, window)
-    finally:
-        raw.close()
-    return rtt, tput
-
-
 def _mp_child(conn: Any) -> None:
     while True:
         try:
@@ -146,14 +136,25 @@ class MpPipe:
         self.proc.join(5)
 
 
-def mp_pipe_rtt(n: int, *, warmup: int = 200) -> list[float]:
-    """Round-trip samples (seconds) over `multiprocessing.Pipe` to a spawned child."""
-    mp = MpPipe()
+@contextlib.contextmanager
+def peers(*, cpu: int | None = None, warmup: int = 200) -> Iterator[tuple[RawPipe, MpPipe]]:
+    """A raw-pipe and an mp.Pipe echo child, warmed up — with every thread on `cpu` if given —
+    for round trips taken interleaved with the sandbox's (`_bench_suite.call_path`)."""
+    raw = RawPipe()
     try:
-        time_calls(mp.roundtrip, warmup)
-        return time_calls(mp.roundtrip, n)
+        mp = MpPipe()
+        try:
+            if cpu is not None:
+                assert mp.proc.pid is not None
+                place(raw.proc.pid, cpu)
+                place(mp.proc.pid, cpu)
+            for peer in (raw.roundtrip, mp.roundtrip):
+                time_calls(peer, warmup)
+            yield raw, mp
+        finally:
+            mp.close()
     finally:
-        mp.close()
+        raw.close()
 
 
 _EXECNET_ECHO = """

@@ -15,6 +15,7 @@ __all__ = [
     "machine",
     "mem_available",
     "percentile",
+    "place",
     "summary_us",
     "time_calls",
 ]
@@ -35,6 +36,15 @@ def summary_us(samples_s: Sequence[float]) -> dict[str, float]:
     """p50 and p99 in microseconds of samples in seconds, rounded to 0.01 µs."""
     us = [s * 1e6 for s in samples_s]
     return {"p50": round(statistics.median(us), 2), "p99": round(percentile(us, 0.99), 2)}
+
+
+def place(pid: int, cpu: int) -> None:
+    """Every thread of process `pid` on `cpu` (affinity is per thread on Linux)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except ProcessLookupError:
+            pass  # a thread that just ended
 
 
 def time_calls(fn: Callable[[int], object], n: int) -> list[float]:

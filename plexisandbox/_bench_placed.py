@@ -21,29 +21,14 @@ import anyio
 
 from . import _bench_baselines as base
 from . import _bench_suite as suite
-from ._bench_common import summary_us, time_calls
+from ._bench_common import summary_us
 
 __all__ = ["placed"]
 
 
-def place(pid: int, cpu: int) -> None:
-    """Every thread of process `pid` on `cpu` (affinity is per thread on Linux)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(tid), {cpu})
-        except ProcessLookupError:
-            pass  # a thread that just ended
-
-
 def _one_regime(n: int, host_cpu: int, child_cpu: int, backend: str) -> dict[str, Any]:
     os.sched_setaffinity(0, {host_cpu})
-    raw, mp = base.RawPipe(), base.MpPipe()
-    try:
-        place(raw.proc.pid, child_cpu)
-        assert mp.proc.pid is not None
-        place(mp.proc.pid, child_cpu)
-        for peer in (raw.roundtrip, mp.roundtrip):
-            time_calls(peer, 200)
+    with base.peers(cpu=child_cpu) as (raw, mp):
         result = anyio.run(
             functools.partial(
                 suite.call_path,
@@ -54,9 +39,6 @@ def _one_regime(n: int, host_cpu: int, child_cpu: int, backend: str) -> dict[str
             ),
             backend=backend,
         )
-    finally:
-        raw.close()
-        mp.close()
     p50 = {name: summary_us(samples)["p50"] for name, samples in result["peer_rtt"].items()}
     p50["sandbox"] = summary_us(result["rtt"])["p50"]
     return {

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import psutil
 
-from ._bench_common import BENCH_MODULES, mem_available, percentile, time_calls
+from ._bench_common import BENCH_MODULES, mem_available, percentile, place, time_calls
 from ._handle import ModuleHandle
 from ._limits import Limits
 from ._supervisor import Supervisor
@@ -78,8 +78,6 @@ async def call_path(
         handle = await sup.load(ECHO, name="echo")
         await handle.start()
         if worker_cpu is not None and handle.pid is not None:
-            from ._bench_placed import place
-
             place(handle.pid, worker_cpu)
         for i in range(200):
             await handle.call("echo", value=i)
