@@ -74,7 +74,6 @@ class Runtime:
         self.queued: dict[int, Any] = {}  # calls not started yet (coroutines), in order
         self.runners: set[asyncio.Task[None]] = set()
         self._idle: asyncio.Future[None] | None = None
-        self._batching = False
         self._stopping = False
         self.requests: dict[int, asyncio.Future[Any]] = {}
         self.next_request = 1
@@ -205,7 +204,7 @@ class Runtime:
                 request_id = next(iter(queued))
                 coro = queued.pop(request_id)
                 context = contextvars.copy_context()
-                self._batching = self.writer.held = True
+                self.writer.held = True  # the runner flushes: answers batch meanwhile
                 try:
                     first = context.run(coro.send, None)
                 except StopIteration:
@@ -222,7 +221,7 @@ class Runtime:
                     _log.exception("call %d escaped its handler", request_id)
                     continue
                 finally:
-                    self._batching = self.writer.held = False
+                    self.writer.held = False
                 # The call waits for something: this task is its task from now on.
                 self.writer.send([Op.ACK, request_id])
                 self.tasks[request_id] = me
@@ -296,7 +295,7 @@ class Runtime:
         else:
             if after is not None and result is not False:
                 self.module.state = after
-        if self._batching or len(self.tasks) > 1:
+        if self.writer.held or len(self.tasks) > 1:
             # The runner flushes its batch when its queue is empty; waiting calls that finish
             # in the same loop pass share one write at its end.
             self.writer.send_frame(frame)
