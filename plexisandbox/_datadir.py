@@ -70,7 +70,7 @@ def open_beneath(dir_fd: int, name: str, flags: int = os.O_RDONLY | os.O_DIRECTO
         _libc.syscall(
             ctypes.c_long(_SYS_OPENAT2),
             ctypes.c_int(dir_fd),
-            name.encode(),
+            os.fsencode(name),  # scandir gives undecodable names as surrogates: not UTF-8
             ctypes.byref(how),
             ctypes.c_size_t(ctypes.sizeof(how)),
         )

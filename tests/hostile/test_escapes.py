@@ -20,9 +20,11 @@ from typing import Any
 import anyio
 import pytest
 
+from plexisandbox._datadir import QUOTA_INTERVAL
 from plexisandbox._policy import HostFacts
 from plexisandbox._verify import read_status
 from plexisandbox.errors import ConfinementUnavailable, LimitExceeded, WorkerCrashed
+from plexisandbox.interfaces import ModuleState
 from tests.conftest import ROOT, skip_or_fail
 
 from .conftest import HOSTILE, LIMITS, arena, denied
@@ -419,6 +421,23 @@ async def test_links_planted_for_the_supervisor_are_never_followed(tmp_path: Pat
         )
         assert os.stat("/").st_uid == 0
         assert os.lstat(folder / "secret-link").st_uid != 0
+
+
+async def test_undecodable_names_in_the_data_folder_leave_the_supervisor_running(
+    tmp_path: Path,
+) -> None:
+    # Entry names are bytes: one that is not UTF-8 is measured (every QUOTA_INTERVAL) and
+    # walked again on a restart (handed to the new worker's uid) like any other.
+    async with arena(tmp_path) as a:
+        handle = await a.load("undecodable_name")
+        assert await handle.call("attempt") == [b"\xff\xfe"]
+        await anyio.sleep(3 * QUOTA_INTERVAL)
+        assert handle.state is ModuleState.ACTIVE
+        await handle.restart()
+        assert handle.state is ModuleState.ACTIVE
+        assert handle.pid is not None
+        owner = os.lstat(os.fsencode(a.data_root / "undecodable_name") + b"/\xff\xfe/f\xff")
+        assert owner.st_uid == int(read_status(handle.pid)["Uid"].split()[0])
 
 
 async def test_inherited_descriptors_do_not_reach_the_worker(tmp_path: Path) -> None:
