@@ -445,7 +445,9 @@ class ModuleHandle:
                 module=self.name,
                 state=self._state.value,
             )
-        conn = self._require_conn("call")
+        conn = self._conn
+        if conn is None or not conn.alive:
+            conn = self._require_conn("call")  # raises
         started = time.perf_counter()
         self._calls += 1
         try:

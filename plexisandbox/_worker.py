@@ -179,6 +179,22 @@ def _trio_lowlevel() -> Any:
     return trio.lowlevel
 
 
+def _trio_clock(trio: Any) -> Callable[[], float]:
+    """trio.current_time() without its three layers of calls: trio's default clock is
+    perf_counter() plus an offset fixed for the run. Any other clock (a test's MockClock)
+    is asked each time."""
+    try:
+        from trio._core._run import SystemClock  # private: its place may change
+    except ImportError:
+        return trio.current_time  # type: ignore[no-any-return]
+    clock = trio.lowlevel.current_clock()
+    if type(clock) is not SystemClock:
+        return trio.current_time  # type: ignore[no-any-return]
+    offset: float = clock.offset
+    perf_counter = time.perf_counter
+    return lambda: perf_counter() + offset
+
+
 class _TrioWaiter:
     """The same under trio: the one waiting task parked and rescheduled directly (what
     trio.Event does through a parking lot, behind anyio's wrapper)."""
@@ -192,9 +208,10 @@ class _TrioWaiter:
     def set(self) -> None:
         if not self._set:
             self._set = True
-            if self._task is not None:
-                _trio_lowlevel().reschedule(self._task)
+            task = self._task
+            if task is not None:
                 self._task = None
+                _trio_lowlevel().reschedule(task)
 
     def is_set(self) -> bool:
         return self._set
@@ -205,12 +222,11 @@ class _TrioWaiter:
             await lowlevel.checkpoint()
             return
         self._task = lowlevel.current_task()
+        await lowlevel.wait_task_rescheduled(self._abort)
 
-        def abort(_: Any) -> Any:  # cancelled while parked
-            self._task = None
-            return lowlevel.Abort.SUCCEEDED
-
-        await lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: Any) -> Any:  # cancelled while parked
+        self._task = None
+        return _trio_lowlevel().Abort.SUCCEEDED
 
 
 class _Pending:
@@ -251,7 +267,11 @@ class WorkerConnection:
         self._pings: dict[int, anyio.Event] = {}
         self._stacks: dict[int, tuple[anyio.Event, list[str]]] = {}
         self._ids = itertools.count(1)
-        self._slots = anyio.Semaphore(max_in_flight)
+        # Call slots: a plain count while any is free; the semaphore (no tokens of its own)
+        # only for callers that must wait, each handed its slot by a finishing call.
+        self._free_slots = max_in_flight
+        self._slot_waiters = 0
+        self._slots = anyio.Semaphore(0)
         self._batch: list[bytes] = []
         self._in_callback = False
         # anyio.Event() looks the backend up on every construction; the class is per backend.
@@ -267,7 +287,7 @@ class WorkerConnection:
             import trio
 
             self._new_waiter = _TrioWaiter
-            self._now = trio.current_time
+            self._now = _trio_clock(trio)
         self._deadlines: list[tuple[float, int]] = []
         self._deadline_target = math.inf
         self._deadline_wake = anyio.Event()
@@ -718,7 +738,7 @@ class WorkerConnection:
 
     def send_nowait(self, frame: bytes) -> None:
         """Queue one frame for the worker; never blocks, never splits a frame."""
-        if not self.alive or self._kill_cause is not None:
+        if self._gone or self._kill_cause is not None:
             return
         if len(frame) > _PIPE_DEFAULT and not self._big_pipes:
             self._grow_pipes()
@@ -852,22 +872,26 @@ class WorkerConnection:
             WorkerCrashed, ProtocolViolation, LimitExceeded: the worker died meanwhile.
             TypeError: an argument msgpack cannot carry.
         """
-        if not self.alive or self._kill_cause is not None:
+        if self._gone or self._kill_cause is not None:
             raise self.death_error()
         deadline = math.inf if timeout is None else self._now() + timeout
-        if self._slots.value > 0:
-            # Fast path: Semaphore.acquire() always yields to the event loop once, which is a
-            # whole extra loop pass per call; a free slot needs no wait.
-            self._slots.acquire_nowait()
+        if self._free_slots > 0:
+            # Fast path: a free slot needs no wait (Semaphore.acquire() always yields to the
+            # event loop once, a whole extra loop pass per call).
+            self._free_slots -= 1
         else:
+            self._slot_waiters += 1
             try:
                 with anyio.fail_at(deadline):  # waiting for a slot counts towards the deadline
                     await self._slots.acquire()
             except TimeoutError:
                 raise CallTimeout(module=self.name, method=method, timeout=timeout or 0) from None
-        try:
+            finally:
+                self._slot_waiters -= 1
             if self.exited.is_set():  # died while this caller waited for a slot
+                self._release_slot()
                 raise self.death_error()
+        try:
             request_id = next(self._ids)
             frame = encode_for_worker([op, request_id, method, argument], f"the call of {method}()")
             pending = _Pending(method, self._new_waiter())
@@ -895,7 +919,13 @@ class WorkerConnection:
                 raise pending.error
             return pending.value
         finally:
-            self._slots.release()
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._slot_waiters:
+            self._slots.release()  # straight to a waiting caller
+        else:
+            self._free_slots += 1
 
     # -- deadlines ----------------------------------------------------------------------------
     # One watcher task per worker instead of a cancel scope per call: a scope costs a third of

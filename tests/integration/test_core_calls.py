@@ -322,6 +322,49 @@ async def test_call_waiting_for_a_slot_honours_its_deadline() -> None:
             tg.cancel_scope.cancel()
 
 
+async def test_slots_come_back_from_callers_that_gave_up_waiting() -> None:
+    """Callers that time out or are cancelled while waiting for a slot leave the count of
+    slots whole: afterwards exactly max_in_flight calls run at once again, never more."""
+    async with Supervisor(limits=Limits(max_in_flight=2)) as sup:
+        probe = await sup.load(PROBE)
+        await probe.start()
+        for round_ in range(3):
+            async with anyio.create_task_group() as tg:
+                for k in range(2):
+                    tg.start_soon(
+                        lambda k=k: probe.call("sleep", seconds=30, token=f"h{k}", timeout=60)
+                    )
+                await until(lambda: probe.stats().in_flight == 2)
+                with anyio.fail_after(10):
+                    for _ in range(3):
+                        with pytest.raises(CallTimeout):
+                            await probe.call("echo", value=1, timeout=0.05)
+                    with anyio.move_on_after(0.05) as waited:
+                        await probe.call("echo", value=1)
+                    assert waited.cancelled_caught
+                tg.cancel_scope.cancel()
+            await until(lambda: probe.stats().in_flight == 0)
+            async with anyio.create_task_group() as tg:
+                # Two slots: a rendezvous of two completes; a third call waits on the host.
+                for k in range(3):
+                    tg.start_soon(
+                        lambda k=k, g=f"r{round_}": probe.call("rendezvous", group=g, n=3, value=k)
+                    )
+                await until(lambda: probe.stats().in_flight == 2)
+                await anyio.sleep(0.2)
+                assert probe.stats().in_flight == 2
+                tg.cancel_scope.cancel()
+            await until(lambda: probe.stats().in_flight == 0)
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    for k in range(2):
+                        tg.start_soon(
+                            lambda k=k, g=f"p{round_}": probe.call(
+                                "rendezvous", group=g, n=2, value=k
+                            )
+                        )
+
+
 async def test_example_echo_module_answers() -> None:
     async with Supervisor() as sup:
         echo = await sup.load(EXAMPLES / "echo.py")
