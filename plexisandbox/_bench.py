@@ -174,7 +174,9 @@ def format_suite(out: dict[str, Any]) -> str:
                 f"  placed, {label:17}: raw pipe {p50['raw_pipe']:.1f} µs, mp.Pipe "
                 f"{p50['mp_pipe']:.1f} µs, sandbox {p50['sandbox']:.1f} µs = "
                 f"{row['ratio_to_raw_pipe']:.2f}× raw, {row['ratio_to_mp_pipe']:.2f}× mp; "
-                f"{row['throughput_calls_s']} calls/s pipelined"
+                f"{row['throughput_calls_s']} calls/s pipelined = "
+                f"{row['throughput_ratio_to_raw_pipe']:.2f}× raw's "
+                f"{row['raw_pipe_throughput_calls_s']}"
             )
     raw_tput = out["throughput_calls_s"]["raw_pipe"]
     lines.append(f"pipelined, {out['window']} in flight (calls/s)")

@@ -39,6 +39,9 @@ def _one_regime(n: int, host_cpu: int, child_cpu: int, backend: str) -> dict[str
             ),
             backend=backend,
         )
+        # The floor's own pipelined rate, placed the same way (sandbox and floor alike pay
+        # the wake-ups of two CPUs, or alternate on one).
+        raw_throughput = raw.pipelined(n * 4, 64)
     p50 = {name: summary_us(samples)["p50"] for name, samples in result["peer_rtt"].items()}
     p50["sandbox"] = summary_us(result["rtt"])["p50"]
     return {
@@ -47,6 +50,8 @@ def _one_regime(n: int, host_cpu: int, child_cpu: int, backend: str) -> dict[str
         "ratio_to_raw_pipe": round(p50["sandbox"] / p50["raw_pipe"], 2),
         "ratio_to_mp_pipe": round(p50["sandbox"] / p50["mp_pipe"], 2),
         "throughput_calls_s": round(result["throughput"]),
+        "raw_pipe_throughput_calls_s": round(raw_throughput),
+        "throughput_ratio_to_raw_pipe": round(result["throughput"] / raw_throughput, 2),
     }
 
 

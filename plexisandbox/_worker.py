@@ -24,7 +24,7 @@ import secrets
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,13 +216,13 @@ class _TrioWaiter:
     def is_set(self) -> bool:
         return self._set
 
-    async def wait(self) -> None:
+    def wait(self) -> Awaitable[None]:
+        # trio's own awaitable, returned rather than awaited: no coroutine of ours per call.
         lowlevel = _trio_lowlevel()
         if self._set:
-            await lowlevel.checkpoint()
-            return
+            return lowlevel.checkpoint()  # type: ignore[no-any-return]
         self._task = lowlevel.current_task()
-        await lowlevel.wait_task_rescheduled(self._abort)
+        return lowlevel.wait_task_rescheduled(self._abort)  # type: ignore[no-any-return]
 
     def _abort(self, _: Any) -> Any:  # cancelled while parked
         self._task = None

@@ -71,6 +71,8 @@ def test_quick_suite_json_has_the_documented_keys(
         assert set(row["rtt_p50_us"]) == {"raw_pipe", "mp_pipe", "sandbox"}
         assert row["ratio_to_raw_pipe"] > 0
         assert row["throughput_calls_s"] > 0
+        assert row["raw_pipe_throughput_calls_s"] > 0
+        assert row["throughput_ratio_to_raw_pipe"] > 0
     assert out["placed"]["one_cpu"]["cpus"][0] == out["placed"]["one_cpu"]["cpus"][1]
     assert out["placed"]["two_cpus"]["cpus"][0] != out["placed"]["two_cpus"]["cpus"][1]
 

@@ -20,8 +20,12 @@ class TaskCheckModule(BaseModule):
         return True
 
     def get_metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version,
-                "description": "task semantics probe", "author": "tests"}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": "task semantics probe",
+            "author": "tests",
+        }
 
     def get_required_permissions(self) -> ModulePermissions:
         return ModulePermissions()
