@@ -33,6 +33,9 @@ __all__ = [
 
 #: Seconds between two measurements of a live worker's data folder.
 QUOTA_INTERVAL = 0.25
+#: Measurements in a row that may fail (an entry vanished while the folder was walked)
+#: before the folder counts as over its cap: 2 s.
+UNMEASURED_MAX = 8
 
 _SYS_OPENAT2 = 437
 _RESOLVE_NO_XDEV = 0x01
@@ -176,18 +179,37 @@ async def release_after_exit(
             await conn.exited.wait()
             return
         threshold = limits.data_mb * 1024 * 1024
+        unmeasured = 0
         while conn.alive:
             with anyio.move_on_after(QUOTA_INTERVAL):
                 await conn.exited.wait()
             if not conn.alive:
                 break
+            hint = (
+                "the data folder is over its cap; raise Limits(data_mb=...) or have the module "
+                "clean up"
+            )
             try:
                 used = await anyio.to_thread.run_sync(usage, policy.data_dir)
                 observed = f"{used / 1048576:.1f} MiB"
+                unmeasured = 0
             except DataDirError as exc:
                 used, observed = threshold + 1, str(exc)
-            except OSError:
-                continue
+            except OSError as exc:
+                # An entry vanished (or became something else) between the listing and the
+                # look: the module changes its folder while it is walked. Skipping every such
+                # round would let a module that keeps a few files changing stay over its cap
+                # for ever, so it gets UNMEASURED_MAX rounds in a row, then counts as over.
+                unmeasured += 1
+                if unmeasured < UNMEASURED_MAX:
+                    continue
+                used = threshold + 1
+                observed = f"unmeasurable for {unmeasured} measurements in a row ({exc.strerror})"
+                hint = (
+                    "the module's data folder changed under every measurement for "
+                    f"{UNMEASURED_MAX * QUOTA_INTERVAL:g}s, so its size could not be checked; "
+                    "have the module create and delete files less often"
+                )
             if used > threshold:
                 conn.kill(
                     "limit",
@@ -197,8 +219,7 @@ async def release_after_exit(
                         limit="data_mb",
                         observed=observed,
                         threshold=f"{limits.data_mb} MiB",
-                        hint="the data folder is over its cap; raise Limits(data_mb=...) "
-                        "or have the module clean up",
+                        hint=hint,
                     ),
                 )
                 await conn.exited.wait()

@@ -7,6 +7,7 @@ module beside the attempt still answers from the same worker. Runs under asyncio
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 import signal
@@ -20,12 +21,13 @@ from typing import Any
 import anyio
 import pytest
 
+from plexisandbox import _datadir
 from plexisandbox._datadir import QUOTA_INTERVAL
 from plexisandbox._policy import HostFacts
 from plexisandbox._verify import read_status
 from plexisandbox.errors import ConfinementUnavailable, LimitExceeded, WorkerCrashed
 from plexisandbox.interfaces import ModuleState
-from tests.conftest import ROOT, skip_or_fail
+from tests.conftest import ROOT, skip_or_fail, until
 
 from .conftest import HOSTILE, LIMITS, arena, denied
 
@@ -200,6 +202,37 @@ async def test_disk_fill_in_data_folder_is_killed_over_quota(tmp_path: Path) -> 
         with pytest.raises(LimitExceeded) as info:
             await a.attempt("disk_fill")
         assert info.value.limit == "data_mb"
+
+
+async def test_disk_fill_while_entries_vanish_is_still_killed_over_quota(tmp_path: Path) -> None:
+    # Files created and unlinked beside the fill make almost every measurement of the folder
+    # meet an entry that is gone by the time it is looked at: those must not all be skipped.
+    async with arena(tmp_path) as a:
+        limits = dataclasses.replace(LIMITS, cpu_seconds=60)  # churning costs CPU time
+        handle = await a.load("disk_fill_churn", limits=limits)
+        with pytest.raises(LimitExceeded) as info:
+            await handle.call("attempt")
+        assert info.value.limit == "data_mb"
+
+
+async def test_a_data_folder_that_cannot_be_measured_counts_as_over_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the churn above achieves most of the time, every time: each measurement fails.
+    def vanished(path: str) -> int:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+    monkeypatch.setattr(_datadir, "usage", vanished)
+    async with arena(tmp_path) as a:
+        handle = await a.load("undecodable_name")
+        await until(
+            lambda: handle.state is not ModuleState.ACTIVE,
+            _datadir.UNMEASURED_MAX * QUOTA_INTERVAL + 5,
+        )
+        error = handle.stats().last_exit
+        assert error is not None
+        assert error.limit == "data_mb"
+        assert "unmeasurable for 8 measurements in a row" in error.reason
 
 
 # Which layer answers a TCP connect to a host service without network, when the ones before
