@@ -134,7 +134,8 @@ class Zygote:
 
     def __init__(self, task_group: anyio.abc.TaskGroup) -> None:
         self._tg = task_group
-        self._lock = anyio.Lock()
+        # fast_acquire: an uncontended start-up takes the lock without a pass of the loop.
+        self._lock = anyio.Lock(fast_acquire=True)
         self._current: _Instance | None = None
         self._started = 0
         #: How many times a dead or wedged zygote was replaced.

@@ -9,7 +9,7 @@ from plexisandbox._protocol import Op
 
 from .channel import FrameWriter
 
-__all__ = ["install_log_relay"]
+__all__ = ["install_log_relay", "line_buffered_output"]
 
 _MAX_RECORD = 8 * 1024
 
@@ -35,8 +35,15 @@ def install_log_relay(writer: FrameWriter, level: int) -> None:
     root.handlers[:] = [_RelayHandler(writer)]
     root.setLevel(level)
     logging.lastResort = None
-    # stdout/stderr are pipes the host drains line by line; don't hold lines in a buffer.
+    line_buffered_output()
+
+
+def line_buffered_output() -> None:
+    """stdout/stderr are pipes the host drains line by line: don't hold lines in a buffer.
+    (A zygote does this once, ahead, for all its workers.)"""
     for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "line_buffering", False) and stream.errors == "backslashreplace":
+            continue
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True, errors="backslashreplace")

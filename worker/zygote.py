@@ -67,6 +67,7 @@ import msgpack
 # The worker runtime, imported once here so every child starts with it loaded and frozen.
 from . import confine, hygiene, landlock, namespaces, rehearsal, rlimits, seccomp  # noqa: F401
 from . import main as worker_main
+from .logrelay import line_buffered_output
 
 __all__ = ["EXIT_CHILD_SETUP", "FAILED", "READY", "SPARE_NAME", "SPAWN", "SPAWNED", "serve"]
 
@@ -123,6 +124,9 @@ def _warm_up() -> None:
     # An event loop's first creation imports the selector machinery; do it once here.
     loop = asyncio.new_event_loop()
     loop.close()
+    # What install_log_relay() sets on stdout/stderr, set once: their fds are replaced in
+    # each worker (dup2), the text wrappers stay.
+    line_buffered_output()
     # Configuring a module validates its config with jsonschema (BaseModule.validate_config,
     # plexisandbox._configcheck): ~40 ms of imports and meta-schema loading per worker
     # unless they are done once, here.
@@ -184,8 +188,10 @@ def _specialize(
         # launched worker has it from exec (dill's import, before confinement, reads TMPDIR).
         # What glibc reads once at start-up (MALLOC_ARENA_MAX) came from the zygote's own
         # environment, which is the policy's baseline allow-list.
-        os.environ.clear()
-        os.environ.update({str(k): str(v) for k, v in env})
+        wanted = {str(k): str(v) for k, v in env}
+        if os.environ != wanted:  # mostly equal: the zygote has the baseline allow-list
+            os.environ.clear()
+            os.environ.update(wanted)
         sys.argv[1:] = []
         prepared = confine.Prepared(
             netns=extra.get("netns"),
