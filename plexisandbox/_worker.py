@@ -118,6 +118,8 @@ _BATCH_FRAMES = 16  # frames per write while many calls are sent in one pass
 def encode_for_worker(message: list[Any], what: str) -> bytes:
     """One host→worker frame, refused here if the worker's decoder would refuse its size
     (a worker fed an oversized frame could only die of it, long after the caller gave up).
+    `what` names the message in that refusal; `{}` in it stands for `message[2]` (the
+    method's name: formatted only if the frame is refused, not on every call).
 
     Raises:
         TypeError: a value msgpack cannot carry.
@@ -127,8 +129,8 @@ def encode_for_worker(message: list[Any], what: str) -> bytes:
     size = len(frame) - HEADER.size
     if size > DEFAULT_MAX_FRAME:
         raise ValueError(
-            f"{what} encodes to {size} bytes; a worker accepts frames of at "
-            f"most {DEFAULT_MAX_FRAME} bytes. Send the data in smaller pieces"
+            f"{what.format(message[2])} encodes to {size} bytes; a worker accepts frames of "
+            f"at most {DEFAULT_MAX_FRAME} bytes. Send the data in smaller pieces"
         )
     return frame
 
@@ -893,7 +895,7 @@ class WorkerConnection:
                 raise self.death_error()
         try:
             request_id = next(self._ids)
-            frame = encode_for_worker([op, request_id, method, argument], f"the call of {method}()")
+            frame = encode_for_worker([op, request_id, method, argument], "the call of {}()")
             pending = _Pending(method, self._new_waiter())
             self._pending[request_id] = pending
             self._track_deadline(deadline, request_id)

@@ -192,7 +192,11 @@ async def test_argument_larger_than_a_worker_accepts_is_refused_on_the_host(
 ) -> None:
     from plexisandbox._protocol import DEFAULT_MAX_FRAME
 
-    with pytest.raises(ValueError, match=f"accepts frames of at most {DEFAULT_MAX_FRAME} bytes"):
+    refusal = (
+        rf"the call of echo\(\) encodes to \d+ bytes; a worker accepts frames of at most "
+        rf"{DEFAULT_MAX_FRAME} bytes"
+    )
+    with pytest.raises(ValueError, match=refusal):
         await probe.call("echo", value=b"x" * (DEFAULT_MAX_FRAME + 1), timeout=10)
     assert probe.stats().in_flight == 0
     assert await probe.call("echo", value="unharmed", timeout=10) == "unharmed"
