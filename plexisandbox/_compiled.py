@@ -11,6 +11,10 @@ Why this is safe:
   module it validates (`_validation._facts`), so a hostile file reaches no new code in the
   host but the code generator, behind the parser's and the symbol table's own depth limits.
   Files over `MAX_SOURCE_BYTES` are left to the worker (a compile is not free).
+- So is every file with `finally` in it: the code generator emits a finally body once per
+  way out of its `try` (fall-through, exception, each return/break/continue), and nested
+  finally bodies multiply. A kilobyte of nested try/finally compiles to gigabytes over
+  seconds, which the host must never pay; without `finally` the output grows with the source.
 - The code object travels host → worker only, as marshal data from the trusted side; the
   host never unmarshals or unpickles anything a worker sent. The worker checks the marshal
   format (`importlib.util.MAGIC_NUMBER`) and compiles the file itself on any mismatch.
@@ -74,8 +78,8 @@ _cache: OrderedDict[str, tuple[FileIdentity, bytes | None]] = OrderedDict()
 def compiled_module(path: str) -> bytes | None:
     """The marshalled code of the module file at `path` (compiled as the worker's importer
     would: optimize level 0, no inherited future flags), cached per `FileIdentity`; None
-    when the worker should compile it itself (too large, a syntax error or warning, another
-    thread parsing just now, unreadable).
+    when the worker should compile it itself (too large, `finally` in it, a syntax error or
+    warning, another thread parsing just now, unreadable).
 
     Runs in the event loop: a cache hit is one stat; a miss compiles at most
     `MAX_SOURCE_BYTES`, never waiting for the parse lock.
@@ -94,7 +98,7 @@ def compiled_module(path: str) -> bytes | None:
             read_as = identity_of(os.fstat(f.fileno()))
             source = f.read(MAX_SOURCE_BYTES + 1)
         data: bytes | None = None
-        if len(source) <= MAX_SOURCE_BYTES:
+        if len(source) <= MAX_SOURCE_BYTES and b"finally" not in source:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 code = compile(source, path, "exec", dont_inherit=True, optimize=0)

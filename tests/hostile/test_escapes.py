@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -25,11 +26,16 @@ from plexisandbox import _datadir
 from plexisandbox._datadir import QUOTA_INTERVAL
 from plexisandbox._policy import HostFacts
 from plexisandbox._verify import read_status
-from plexisandbox.errors import ConfinementUnavailable, LimitExceeded, WorkerCrashed
+from plexisandbox.errors import (
+    ConfinementUnavailable,
+    LimitExceeded,
+    SandboxError,
+    WorkerCrashed,
+)
 from plexisandbox.interfaces import ModuleState
 from tests.conftest import ROOT, skip_or_fail, until
 
-from .conftest import HOSTILE, LIMITS, arena, denied
+from .conftest import GRANT, HOSTILE, LIMITS, arena, denied
 
 pytestmark = pytest.mark.anyio
 
@@ -471,6 +477,69 @@ async def test_undecodable_names_in_the_data_folder_leave_the_supervisor_running
         assert handle.pid is not None
         owner = os.lstat(os.fsencode(a.data_root / "undecodable_name") + b"/\xff\xfe/f\xff")
         assert owner.st_uid == int(read_status(handle.pid)["Uid"].split()[0])
+
+
+def _finally_bomb(depth: int) -> str:
+    """A module whose one method nests try/finally `depth` deep: the code generator emits
+    every finally body twice (the normal and the exceptional exit), so its ~1 KiB compile to
+    2**depth copies of the innermost one (depth 20: ~3 GiB and ~10 s of compiling)."""
+    lines = [
+        f"{' ' * (i + 8)}try:\n{' ' * (i + 9)}x = {i}\n{' ' * (i + 8)}finally:"
+        for i in range(depth)
+    ]
+    bomb = "\n".join(lines) + f"\n{' ' * (depth + 8)}y = 1\n"
+    return _FINALLY_BOMB + bomb
+
+
+_FINALLY_BOMB = """\
+from plexisandbox.interfaces import BaseModule, ModulePermissions
+
+
+class FinallyBomb(BaseModule):
+    def __init__(self):
+        super().__init__("finally_bomb", "1.0.0")
+
+    async def initialize(self):
+        return True
+
+    def get_metadata(self):
+        return {"description": "compile bomb", "author": "plexisandbox tests"}
+
+    def get_required_permissions(self):
+        return ModulePermissions()
+
+    def bomb(self):
+"""
+
+
+async def test_a_module_file_that_compiles_to_gigabytes_is_not_compiled_by_the_host(
+    tmp_path: Path,
+) -> None:
+    # The host compiles module files for their workers (plexisandbox._compiled), in its event
+    # loop: a compile bomb must cost the confined worker, under its limits, not the host.
+    folder = tmp_path / "modules"
+    folder.mkdir(mode=0o755)  # readable by the worker's uid
+    path = folder / "finally_bomb.py"
+    path.write_text(_finally_bomb(20))
+    longest = 0.0
+
+    async def ticker() -> None:
+        nonlocal longest
+        while True:
+            before = anyio.current_time()
+            await anyio.sleep(0.01)
+            longest = max(longest, anyio.current_time() - before)
+
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    async with arena(tmp_path) as a, anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.sleep(0.05)  # ticking
+        with pytest.raises(SandboxError):  # the worker runs out of memory compiling it
+            await a.sup.load(path, grant=GRANT, limits=LIMITS, validate=False)
+        tg.cancel_scope.cancel()
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert longest < 1.0, f"the host's event loop stood still for {longest:.1f}s"
+    assert grown_mib < 300, f"the host grew by {grown_mib:.0f} MiB"
 
 
 async def test_inherited_descriptors_do_not_reach_the_worker(tmp_path: Path) -> None:

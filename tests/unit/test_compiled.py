@@ -86,3 +86,11 @@ def test_compile_never_waits_for_a_parse_in_another_thread(echo: Path) -> None:
     with PARSE_LOCK:
         assert compiled_module(str(echo)) is None
     assert compiled_module(str(echo)) is not None
+
+
+def test_file_with_finally_is_left_to_the_worker(tmp_path: Path) -> None:
+    # Each way out of a try emits its finally body again, and nested ones multiply: a
+    # kilobyte can compile to gigabytes (tests/hostile: the finally bomb).
+    path = tmp_path / "finally.py"
+    path.write_text("try:\n    x = 1\nfinally:\n    x = 2\n")
+    assert compiled_module(str(path)) is None
