@@ -19,7 +19,7 @@ from ._compiled import compiled_module
 from ._datadir import prepare_data_dir, release_after_exit
 from ._limits import Limits, RestartPolicy, RestartStrategy
 from ._policy import SandboxPolicy, derive_policy
-from ._protocol import WIRE_VERSION, Op, encode
+from ._protocol import WIRE_VERSION, Op, encode, pack_body
 from ._sources import ResolvedSource
 from ._states import check_transition
 from ._verify import verify_confinement
@@ -175,7 +175,10 @@ class ModuleHandle:
             if "seccomp" in policy.layers:
                 # libseccomp's program for this rule set, generated once per host process:
                 # the worker only writes its pid in and loads it (plexisandbox._bpf).
-                wire["seccomp_bpf"] = _seccomp_program(wire["syscalls"])
+                # The rules travel packed beside it: the worker unpacks them only if it cannot
+                # use the program (its pid equals a sentinel's), and as ~300 strings they were
+                # a sizeable part of decoding BOOT on every start.
+                wire["seccomp_bpf"], wire["syscalls"] = _seccomp_program(wire["syscalls"])
             if lease is not None:
                 wire["uid"] = wire["gid"] = lease.uid
             if policy.data_dir is not None:
@@ -690,20 +693,21 @@ class ModuleHandle:
         return f"<ModuleHandle {self.name!r} {self._state.name} pid={self.pid}>"
 
 
-_programs: dict[int, tuple[list[list[Any]], dict[str, Any] | None]] = {}
+_programs: dict[int, tuple[list[list[Any]], dict[str, Any] | None, bytes]] = {}
 
 
-def _seccomp_program(syscalls: list[list[Any]]) -> dict[str, Any] | None:
-    """`_bpf.template()` for a policy's wire rules, looked up by the identity of the rule list
-    (`_policy.wire_syscalls` hands out one list per rule set): the template's own cache is
-    keyed by the rules' content, which costs more to build than to look up."""
+def _seccomp_program(syscalls: list[list[Any]]) -> tuple[dict[str, Any] | None, bytes]:
+    """`_bpf.template()` for a policy's wire rules, and the rules msgpack-packed, looked up by
+    the identity of the rule list (`_policy.wire_syscalls` hands out one list per rule set):
+    the template's own cache is keyed by the rules' content, which costs more to build than
+    to look up."""
     entry = _programs.get(id(syscalls))
     if entry is None or entry[0] is not syscalls:
         if len(_programs) >= 64:
             _programs.clear()
-        entry = (syscalls, seccomp_template(syscalls))
+        entry = (syscalls, seccomp_template(syscalls), pack_body(syscalls))
         _programs[id(syscalls)] = entry
-    return entry[1]
+    return entry[1], entry[2]
 
 
 def _check_description(name: str, description: dict[str, Any]) -> dict[str, Any]:

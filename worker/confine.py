@@ -106,6 +106,11 @@ def apply(policy: dict[str, Any], prepared: Prepared | None = None) -> dict[str,
             prepared.close()
 
 
+def _rules(raw: Any) -> list[list[Any]] | bytes:
+    """The seccomp rules as sent: packed (bytes, unpacked only if needed) or a list."""
+    return raw if isinstance(raw, bytes) else list(raw)
+
+
 def _apply(policy: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
     if threading.active_count() != 1:
         raise ConfinementError("threads", "confinement must start single-threaded")
@@ -243,7 +248,7 @@ def _apply(policy: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
     # 6. seccomp, last.
     step(
         "seccomp",
-        lambda: seccomp.install(list(policy.get("syscalls", [])), policy.get("seccomp_bpf")),
+        lambda: seccomp.install(_rules(policy.get("syscalls", [])), policy.get("seccomp_bpf")),
     )
 
     return {"layers": layers, "missing": missing, "notes": notes, "uid": os.getuid()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import msgpack
 from plexisandbox import _bpf
 
 __all__ = ["install", "preload"]
@@ -27,9 +28,12 @@ def preload() -> None:
     _bpf._pyseccomp()
 
 
-def install(rules: list[list[Any]], prebuilt: dict[str, Any] | None = None) -> dict[str, Any]:
+def install(
+    rules: list[list[Any]] | bytes, prebuilt: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Load the filter: `rules` are [name, action, [[index, mask, value], ...]] where action is
-    "allow" or "errno:NAME" and value may be "self" (this pid). Default action: EPERM.
+    "allow" or "errno:NAME" and value may be "self" (this pid); the host sends them
+    msgpack-packed (bytes) with a program. Default action: EPERM.
     `prebuilt` is the host's `_bpf.template(rules)` for exactly these rules, if it sent one.
 
     Returns {"rules": n, "unknown": [names libseccomp does not know here]}.
@@ -43,6 +47,8 @@ def install(rules: list[list[Any]], prebuilt: dict[str, Any] | None = None) -> d
         program = _bpf.patch(bytes(prebuilt["bpf"]), list(prebuilt["pid_at"]), pid)
         _bpf.load_program(program)
         return {"rules": int(prebuilt["rules"]), "unknown": list(prebuilt["unknown"])}
-    filt, count, unknown = _bpf.build_filter(rules, pid)
+    # Packed rules come from the host, which is trusted.
+    unpacked: list[list[Any]] = msgpack.unpackb(rules) if isinstance(rules, bytes) else rules
+    filt, count, unknown = _bpf.build_filter(unpacked, pid)
     filt.load()
     return {"rules": count, "unknown": unknown}

@@ -90,3 +90,27 @@ def test_template_reports_rule_count_and_unknown_names() -> None:
 def test_load_program_refuses_what_is_not_a_program() -> None:
     with pytest.raises(OSError, match="not a BPF program"):
         _bpf.load_program(b"\x00" * 7)
+
+
+def test_packed_rules_build_the_filter_when_there_is_no_program() -> None:
+    """BOOT carries the rules msgpack-packed beside the program; a worker that cannot use the
+    program (its pid is a sentinel's, or the host had none) builds the filter from them."""
+    from plexisandbox_worker import seccomp
+
+    from plexisandbox._protocol import pack_body
+
+    packed = pack_body(_rules(ModulePermissions()))
+    pid = os.fork()
+    if pid == 0:  # the filter is for good: install it in a child
+        code = 1
+        try:
+            report = seccomp.install(packed, None)
+            try:
+                os.chroot("/")  # root could without the filter
+                code = 2
+            except PermissionError:
+                code = 0 if report["rules"] > 100 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
