@@ -70,6 +70,8 @@ class Supervisor:
         #: creates and locks a file: ~0.1 ms that need not lie on the start-up path).
         self._spare_lease: tuple[UidAllocator, UidLease] | None = None
         self._modules: dict[str, ModuleHandle] = {}
+        #: Requests per module that ended in an unexpected exception (see _serve_request).
+        self._failed_requests: dict[str, int] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.bus = EventBus()
         #: Samples every worker each `watchdog_interval` seconds and enforces its Limits.
@@ -417,7 +419,20 @@ class Supervisor:
             lines = str(exc.args[0] if exc.args else type(exc).__name__).splitlines()
             conn.reply(request_id, False, ["ServiceError", (lines or [""])[0][:1000]])
         except Exception as exc:
-            _log.exception("host service %r called by module %s failed", target, handle.name)
+            # The module chooses the arguments, and so how often a service raises: a traceback
+            # for each failure would let it write the host's log as fast as it can send
+            # requests. The 1st, 10th, 100th and every 1000th are logged, with the count.
+            failed = self._failed_requests.get(handle.name, 0) + 1
+            self._failed_requests[handle.name] = failed
+            if failed in (1, 10, 100) or failed % 1000 == 0:
+                _log.error(
+                    "%s %r called by module %s failed (%d failed requests from it so far)",
+                    "host service" if kind == "service" else "module",
+                    target[:200],
+                    handle.name,
+                    failed,
+                    exc_info=exc,
+                )
             conn.reply(
                 request_id,
                 False,
@@ -430,6 +445,10 @@ class Supervisor:
         self, handle: ModuleHandle, kind: str, target: str, method: str, kwargs: dict[str, Any]
     ) -> Any:
         held = handle.held()
+        if not all(type(key) is str for key in kwargs):
+            raise ServiceError(
+                f"{kind} {target!r}: keyword argument names must be strings", module=handle.name
+            )
         if kind == "service":
             service = self.bus.check_service(handle.name, target, held)
             return await run_service(service, handle.name, kwargs, handle.service_limiter)

@@ -180,6 +180,38 @@ async def test_service_exception_does_not_leak_host_internals() -> None:
         assert "RuntimeError" in info.value.remote_message
 
 
+@pytest.mark.parametrize(
+    ("kind", "target", "kwargs"),
+    [
+        ("service", "messages.send", {1: 2}),  # keyword names that are not strings
+        ("module", "neighbour", {1: 2}),
+        ("service", "messages.send", {"no_such_argument": 1}),  # the service raises
+    ],
+    ids=["service-int-keys", "module-int-keys", "service-raises"],
+)
+async def test_a_flood_of_failing_requests_does_not_flood_the_host_log(
+    caplog: pytest.LogCaptureFixture, kind: str, target: str, kwargs: dict[Any, Any]
+) -> None:
+    # A module may send requests as fast as it likes; each failure it causes must not write
+    # a traceback into the host's log (its own output is limited to 500 lines/s).
+    caplog.set_level(logging.INFO)
+    async with Supervisor() as sup:
+        sup.register_service("messages.send", lambda room, text: True)
+        neighbour = await sup.load(EXAMPLES / "echo.py", name="neighbour")
+        await neighbour.start()
+        flood = await sup.load(TEST_MODULES / "request_flood.py", validate=False)
+        await flood.start()
+        answer = await flood.call("ask", kind=kind, target=target, kwargs=kwargs)
+        assert answer.startswith("ServiceError: ")
+        if kwargs == {1: 2}:
+            assert "keyword argument names must be strings" in answer
+        sent = await flood.call("flood", kind=kind, target=target, kwargs=kwargs, seconds=1.0)
+        assert sent > 1000
+        assert await neighbour.call("echo", value=1) == 1
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) <= 5, f"{len(tracebacks)} tracebacks logged for {sent} requests"
+
+
 async def test_module_to_module_call_and_a_b_a_cycle_complete() -> None:
     async with Supervisor() as sup:
         a = await _load(sup, "a")
