@@ -45,6 +45,11 @@ _log = logging.getLogger("plexisandbox")
 _BOOT_TIMEOUT = 20.0
 #: Event patterns one module may subscribe to; more is a protocol violation.
 MAX_SUBSCRIPTIONS = 256
+#: Bytes of events a module may have unhandled, beside `Limits.event_queue` events: without
+#: it, 1000 events of 16 MiB could pile up towards one subscriber, far past what the host
+#: queues for a worker (`WorkerConnection`'s cap, 64 MiB) and the worker's memory limit. One
+#: event always goes through, whatever its size.
+MAX_EVENT_BYTES = 32 * 1024 * 1024
 _SHUTDOWN_GRACE = 5.0
 
 
@@ -137,6 +142,8 @@ class ModuleHandle:
         #: Threads this module's calls to sync host services may occupy at once.
         self.service_limiter = anyio.CapacityLimiter(4)
         self._events_unacked = 0
+        self._unacked_sizes: deque[int] = deque()  # in delivery order, which is handling order
+        self._unacked_bytes = 0
         self.events_delivered = 0
         self.events_dropped = 0
         #: Debug mode: suspends health probes, call and lifecycle deadlines and the
@@ -280,7 +287,8 @@ class ModuleHandle:
             self._conn = None
             await self._close(conn)
             raise
-        self._events_unacked = 0
+        self._events_unacked = self._unacked_bytes = 0
+        self._unacked_sizes.clear()
         self._sup._task_group.start_soon(self._watch, conn)
         self._sup._task_group.start_soon(supervise_health, self, conn)
 
@@ -625,18 +633,25 @@ class ModuleHandle:
         if conn is None or not conn.alive or self._state is not ModuleState.ACTIVE:
             self.events_dropped += 1
             return 0
-        if self._events_unacked >= self.limits.event_queue:
+        if self._events_unacked >= self.limits.event_queue or (
+            self._events_unacked and self._unacked_bytes + len(frame) > MAX_EVENT_BYTES
+        ):
             self.events_dropped += 1
             if self.events_dropped in (1, 10, 100) or self.events_dropped % 1000 == 0:
                 _log.warning(
-                    "module %s is not keeping up with events: %d unhandled, %d dropped so far "
-                    "(raise Limits(event_queue=) if bursts are expected)",
+                    "module %s is not keeping up with events: %d unhandled (%.1f MiB), %d "
+                    "dropped so far (raise Limits(event_queue=) if bursts are expected; at "
+                    "most %d MiB of events wait for one module)",
                     self.name,
                     self._events_unacked,
+                    self._unacked_bytes / 1048576,
                     self.events_dropped,
+                    MAX_EVENT_BYTES >> 20,
                 )
             return 0
         self._events_unacked += 1
+        self._unacked_sizes.append(len(frame))
+        self._unacked_bytes += len(frame)
         self.events_delivered += 1
         conn.send_nowait(frame)
         return 1
@@ -647,6 +662,8 @@ class ModuleHandle:
         if not 0 < count <= self._events_unacked:
             return False
         self._events_unacked -= count
+        for _ in range(count):
+            self._unacked_bytes -= self._unacked_sizes.popleft()
         return True
 
     # -- introspection -----------------------------------------------------------------------

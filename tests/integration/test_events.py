@@ -12,11 +12,12 @@ import pytest
 
 from plexisandbox import Limits, Supervisor
 from plexisandbox.errors import ModuleError
-from plexisandbox.interfaces import ModuleCapability, ModulePermissions
+from plexisandbox.interfaces import ModuleCapability, ModulePermissions, ModuleState
 from tests.conftest import EXAMPLES, TEST_MODULES, until
 
 pytestmark = pytest.mark.anyio
 LISTENER = TEST_MODULES / "ev_listener.py"
+SINK = TEST_MODULES / "ev_sink.py"
 MESSAGING = ModulePermissions(capabilities=[ModuleCapability.MESSAGING])
 
 
@@ -117,6 +118,30 @@ async def test_slow_subscriber_with_full_queue_does_not_delay_a_fast_one() -> No
         assert slow.stats().events_delivered == 5
         assert fast.stats().events_dropped == 0
         assert fast_time < 2.0, f"fast subscriber waited {fast_time:.2f}s behind a slow one"
+
+
+async def test_large_events_cannot_pile_up_towards_a_subscriber() -> None:
+    # The window of unhandled events is counted in events (Limits.event_queue, 1000) and in
+    # bytes: a module emitting 8 MiB events must not queue gigabytes towards an honest
+    # subscriber that takes 10 ms per event (its channel's cap, its memory limit).
+    async with Supervisor() as sup:
+        sink = await sup.load(SINK, name="sink")
+        await sink.start()
+        pid = sink.pid
+        emitter = await sup.load(SINK, name="emitter")
+        await emitter.start()
+        await emitter.call("emit_many", event="chat.big", count=100, size=8 << 20, timeout=60)
+        await _until(lambda: sink.stats().events_delivered > 0)
+        await anyio.sleep(1.0)
+        stats = sink.stats()
+        assert (stats.state, stats.pid, stats.last_exit) == (ModuleState.ACTIVE, pid, None)
+        assert stats.events_dropped > 0
+        assert stats.events_delivered + stats.events_dropped == 100
+
+        async def all_handled() -> bool:
+            return bool(await sink.call("get_handled") == stats.events_delivered)
+
+        await _until(all_handled)
 
 
 async def test_event_gate_limits_user_data_to_modules_that_declared_it() -> None:
@@ -239,7 +264,7 @@ async def test_module_call_gate_requires_capability_of_caller() -> None:
 _PLAIN_ASYNCIO_HOST = """
 import asyncio, sys
 from plexisandbox import Supervisor
-from plexisandbox.interfaces import ModuleCapability, ModulePermissions
+from plexisandbox.interfaces import ModuleCapability, ModulePermissions, ModuleState
 
 async def main():
     grant = ModulePermissions(capabilities=[ModuleCapability.MESSAGING])
