@@ -33,6 +33,10 @@ __all__ = ["EventBus", "HostSubscription", "Service", "normalize_requirements", 
 
 audit_log = logging.getLogger("plexisandbox.audit")
 _log = logging.getLogger("plexisandbox.events")
+#: Encoded bytes of events one host subscription may hold unhandled, beside its queue length:
+#: a module emitting 16 MiB events must not make a slow handler's queue of 1000 hold 16 GiB
+#: of the host's memory. One event is always queued, whatever its size.
+MAX_QUEUED_BYTES = 32 * 1024 * 1024
 
 
 def normalize_requirements(requires: Any) -> frozenset[str]:
@@ -74,8 +78,10 @@ class HostSubscription:
 
     pattern: str
     handler: Callable[..., Any]
-    send: MemoryObjectSendStream[tuple[str, Any, str]]
+    send: MemoryObjectSendStream[tuple[str, Any, str, int]]
     dropped: int = 0
+    #: Encoded size of the events in its queue (see MAX_QUEUED_BYTES).
+    queued_bytes: int = 0
     errors: int = 0
     delivered: int = 0
     #: 1: handler(data); 2: handler(event, data); 3: handler(event, data, source)
@@ -104,13 +110,14 @@ class EventBus:
     def subscribe_host(
         self, tg: anyio.abc.TaskGroup, pattern: str, handler: Callable[..., Any], queue: int
     ) -> Callable[[], None]:
-        send, receive = anyio.create_memory_object_stream[tuple[str, Any, str]](queue)
+        send, receive = anyio.create_memory_object_stream[tuple[str, Any, str, int]](queue)
         sub = HostSubscription(pattern, handler, send, arity=min(3, _positional_count(handler)))
         self.host_subscriptions.append(sub)
 
         async def consume() -> None:
             async with receive:
-                async for event, data, source in receive:
+                async for event, data, source, size in receive:
+                    sub.queued_bytes -= size
                     try:
                         args = ((data,), (event, data), (event, data, source))[sub.arity - 1]
                         result = sub.handler(*args)
@@ -141,12 +148,16 @@ class EventBus:
             sub.send.close()
         self.host_subscriptions.clear()
 
-    def deliver_to_host(self, event: str, data: Any, source: str) -> None:
+    def deliver_to_host(self, event: str, data: Any, source: str, size: int = 0) -> None:
+        """Queue an event for every matching host subscription; `size`: its encoded bytes."""
         for sub in self.host_subscriptions:
             if not matches(sub.pattern, event):
                 continue
             try:
-                sub.send.send_nowait((event, data, source))
+                if sub.queued_bytes and sub.queued_bytes + size > MAX_QUEUED_BYTES:
+                    raise anyio.WouldBlock
+                sub.send.send_nowait((event, data, source, size))
+                sub.queued_bytes += size
             except anyio.WouldBlock:
                 sub.dropped += 1
                 if sub.dropped in (1, 10, 100) or sub.dropped % 1000 == 0:

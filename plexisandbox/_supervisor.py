@@ -364,7 +364,7 @@ class Supervisor:
             if not self.bus.allowed(event, handle.declared):
                 continue
             queued += handle.deliver_event(frame)
-        self.bus.deliver_to_host(event, data, source)
+        self.bus.deliver_to_host(event, data, source, len(frame))
         return queued
 
     # -- messages from workers ---------------------------------------------------------------

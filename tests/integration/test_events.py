@@ -144,6 +144,27 @@ async def test_large_events_cannot_pile_up_towards_a_subscriber() -> None:
         await _until(all_handled)
 
 
+async def test_large_events_cannot_pile_up_towards_a_slow_host_handler() -> None:
+    # A host subscription's queue is bounded in events (1000) and in bytes: a module emitting
+    # 8 MiB events must not fill a slow handler's queue with gigabytes of the host's memory.
+    received = 0
+
+    async def slow(data: Any) -> None:
+        nonlocal received
+        received += 1
+        await anyio.sleep(0.05)
+
+    async with Supervisor() as sup:
+        sup.on("chat.*", slow)
+        emitter = await sup.load(SINK, name="emitter")
+        await emitter.start()
+        await emitter.call("emit_many", event="chat.big", count=100, size=8 << 20, timeout=60)
+        (sub,) = sup.bus.host_subscriptions
+        await _until(lambda: sub.dropped + received == 100)
+        assert sub.dropped > 50
+        assert sub.queued_bytes == 0
+
+
 async def test_event_gate_limits_user_data_to_modules_that_declared_it() -> None:
     async with Supervisor() as sup:
         sup.gate_event("user.*", requires="user_data_access")
@@ -233,8 +254,9 @@ async def test_a_flood_of_failing_requests_does_not_flood_the_host_log(
         sent = await flood.call("flood", kind=kind, target=target, kwargs=kwargs, seconds=1.0)
         assert sent > 1000
         assert await neighbour.call("echo", value=1) == 1
+    # The 1st, 10th, 100th and every 1000th failure: a handful, not one per request.
     tracebacks = [r for r in caplog.records if r.exc_info]
-    assert len(tracebacks) <= 5, f"{len(tracebacks)} tracebacks logged for {sent} requests"
+    assert len(tracebacks) <= 20, f"{len(tracebacks)} tracebacks logged for {sent} requests"
 
 
 async def test_module_to_module_call_and_a_b_a_cycle_complete() -> None:
