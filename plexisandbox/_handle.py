@@ -47,9 +47,10 @@ _BOOT_TIMEOUT = 20.0
 MAX_SUBSCRIPTIONS = 256
 #: Bytes of events a module may have unhandled, beside `Limits.event_queue` events: without
 #: it, 1000 events of 16 MiB could pile up towards one subscriber, far past what the host
-#: queues for a worker (`WorkerConnection`'s cap, 64 MiB) and the worker's memory limit. One
-#: event always goes through, whatever its size.
-MAX_EVENT_BYTES = 32 * 1024 * 1024
+#: queues for a worker (`WorkerConnection`'s cap, 64 MiB, shared with calls and replies)
+#: and the worker's memory limit. One event always goes through, whatever its size: at
+#: most 32 MiB of events are queued.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 _SHUTDOWN_GRACE = 5.0
 
 
