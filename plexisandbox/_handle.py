@@ -8,6 +8,7 @@ import random
 import re
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -130,7 +131,9 @@ class ModuleHandle:
         self._latencies: deque[float] = deque(maxlen=2048)
         self.last_exit: ExitInfo | None = None
         self._stopping = False
-        self._recovery: anyio.CancelScope | None = None
+        #: Loads and restarts under way (automatic or operator): shutdown() cancels them all,
+        #: so that none brings a worker up for a module that is being unloaded.
+        self._bringing_up: set[anyio.CancelScope] = set()
         self._unloaded = anyio.Event()
         self._target_state = ModuleState.LOADED
         self.subscriptions: set[str] = set()
@@ -301,11 +304,39 @@ class ModuleHandle:
     async def _load(self) -> None:
         self._set(ModuleState.LOADING)
         try:
-            await self._boot()
+            finished = await self._bring_up(self._boot)
         except BaseException:
             self._set(ModuleState.FAILED)
             raise
+        if not finished:
+            raise self._shut_down_meanwhile("load")
         self._set(ModuleState.LOADED)
+
+    async def _bring_up(self, steps: Callable[[], Awaitable[None]]) -> bool:
+        """Run `steps` (a load or a restart) so that shutdown() can cancel it. False when
+        shutdown() came first: then no worker of this module is left running."""
+        with anyio.CancelScope() as scope:
+            self._bringing_up.add(scope)
+            try:
+                await steps()
+            finally:
+                self._bringing_up.discard(scope)
+        if not scope.cancel_called:
+            return True
+        # Cancelled by shutdown(), which took the worker it saw; `steps` may have finished
+        # one after that look (its answer arrived in the same tick as the cancellation).
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._close(conn)  # shielded
+        return False
+
+    def _shut_down_meanwhile(self, operation: str) -> ModuleUnavailable:
+        return ModuleUnavailable(
+            f"module {self.name!r} was shut down while its {operation} was under way; "
+            "load() it again to use it",
+            module=self.name,
+            state=self._state.value,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def _life(
@@ -406,8 +437,8 @@ class ModuleHandle:
         check_transition(self.name, "shutdown", self._state)
         self._stopping = True
         self._set(ModuleState.UNLOADING)
-        if self._recovery is not None:
-            self._recovery.cancel()
+        for scope in list(self._bringing_up):
+            scope.cancel()
         conn = self._conn
         try:
             if conn is not None and conn.alive:
@@ -512,12 +543,8 @@ class ModuleHandle:
         if not self._should_restart(info):
             self._set(ModuleState.FAILED)
             return
-        # shutdown() cancels this scope: a restart must never bring an unloaded module back.
-        with anyio.CancelScope() as self._recovery:
-            try:
-                await self._restart_with_backoff()
-            finally:
-                self._recovery = None
+        # shutdown() cancels it: a restart must never bring an unloaded module back.
+        await self._bring_up(self._restart_with_backoff)
 
     def _should_restart(self, info: ExitInfo | None) -> bool:
         policy = self.restart_policy
@@ -569,30 +596,53 @@ class ModuleHandle:
         await self._boot()
         self._set(ModuleState.LOADED)
         if self._target_state in (ModuleState.ACTIVE, ModuleState.PAUSED):
-            self._set(ModuleState.INITIALIZING)
-            await self._life_ok("initialize")
-            await self._life_ok("start")
-            self._set(ModuleState.ACTIVE)
-            if self._target_state is ModuleState.PAUSED:
-                await self._life_ok("pause")
-                self._set(ModuleState.PAUSED)
+            try:
+                self._set(ModuleState.INITIALIZING)
+                await self._life_ok("initialize")
+                await self._life_ok("start")
+                self._set(ModuleState.ACTIVE)
+                if self._target_state is ModuleState.PAUSED:
+                    await self._life_ok("pause")
+                    self._set(ModuleState.PAUSED)
+            except BaseException:
+                # The new worker runs but its module refused to come back: end it, or the
+                # next attempt replaces self._conn and this worker runs on, unowned, and a
+                # FAILED module keeps a live worker.
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    await self._close(conn)  # shielded
+                raise
 
     async def restart(self) -> None:
         """Operator action: replace the worker and return to the previous running state;
-        also brings a FAILED module back (its restart budget starts afresh)."""
+        also brings a FAILED module back (its restart budget starts afresh).
+
+        Raises:
+            IllegalTransition: not LOADED, ACTIVE, PAUSED, ERROR or FAILED (e.g. a restart
+                is already under way).
+            ModuleUnavailable: shutdown() came while the restart was under way.
+            SandboxError: the new worker could not be brought back (the module is FAILED).
+        """
         check_transition(self.name, "restart", self._state)
-        self._stopping = True
-        if self._conn is not None:
-            await self._close(self._conn)
-            self._conn = None
-        self._stopping = False
-        self._restarts.clear()
-        self._restart_count += 1
         try:
-            await self._reboot()
+            finished = await self._bring_up(self._replace)
         except BaseException:
             self._set(ModuleState.FAILED)
             raise
+        if not finished:
+            raise self._shut_down_meanwhile("restart")
+
+    async def _replace(self) -> None:
+        # LOADING at once: a second restart() (a double click) or start()/stop() meanwhile is
+        # refused instead of booting a second worker. The old worker stops being this
+        # module's first, so its exit is no crash to recover.
+        self._set(ModuleState.LOADING)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._close(conn)
+        self._restarts.clear()
+        self._restart_count += 1
+        await self._reboot()
 
     # -- events ------------------------------------------------------------------------------
     def owns(self, conn: WorkerConnection) -> bool:
