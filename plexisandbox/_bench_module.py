@@ -244,7 +244,7 @@ async def bench_module(
     try:
         resolved = resolve_source(source)
         module_name = check_name(name or resolved.default_name)
-    except (OSError, LookupError, ValueError, TypeError) as exc:
+    except (OSError, ImportError, LookupError, ValueError, TypeError) as exc:
         raise BenchUsageError(f"cannot benchmark {source}: {exc}") from exc
     label = resolved.label
     warmup = max(1, min(200, n // 10))

@@ -106,7 +106,7 @@ async def _run(args: argparse.Namespace) -> int:
             await handle.shutdown()
     except SandboxError as exc:
         return _fail(_one_line(exc))
-    except (OSError, LookupError, ValueError, TypeError) as exc:
+    except (OSError, ImportError, LookupError, ValueError, TypeError) as exc:
         return _fail(_one_line(exc))
     return 0
 
@@ -134,7 +134,7 @@ async def _policy(args: argparse.Namespace) -> int:
             )
     except SandboxError as exc:
         return _fail(_one_line(exc))
-    except (OSError, LookupError, ValueError, TypeError) as exc:
+    except (OSError, ImportError, LookupError, ValueError, TypeError) as exc:
         return _fail(_one_line(exc))
     if args.json:
         print(

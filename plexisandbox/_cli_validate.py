@@ -111,7 +111,7 @@ async def _validate_all(args: argparse.Namespace, max_limits: Limits | None) -> 
                         module, supervisor=sup, max_limits=max_limits, timeout=args.timeout
                     )
                 )
-            except (OSError, LookupError, TypeError, ValueError, SandboxError) as exc:
+            except (OSError, ImportError, LookupError, TypeError, ValueError, SandboxError) as exc:
                 results.append(exc)
     return results
 
