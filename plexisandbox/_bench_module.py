@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ._bench_common import machine, percentile
+from ._cli import describe_module
 from ._limits import Limits
 from ._sources import ResolvedSource, check_name, resolve_source
 from .errors import ConfigInvalid, ModuleError, PermissionDenied, SandboxError
@@ -211,7 +212,7 @@ async def _grant(
     sup: Any, source: str, grant: ModulePermissions, grant_requested: bool
 ) -> ModulePermissions:
     if grant_requested:
-        described = await sup.describe(source)
+        described = await describe_module(sup, source)
         grant = grant.union(ModulePermissions.from_dict(described["permissions"]))
     return grant
 

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from ._limits import Limits
-from .errors import SandboxError
+from .errors import ModuleError, SandboxError
 from .interfaces import ModulePermissions
 
 __all__ = ["main"]
@@ -66,10 +66,31 @@ def _add_module_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+async def describe_module(sup: Any, module: str) -> dict[str, Any]:
+    """`sup.describe(module)`, its deadline (a bare TimeoutError) turned into an error that
+    names the module and where to look.
+
+    Raises:
+        ModuleError: the module's import did not finish within describe()'s deadline.
+    """
+    timeout = 20.0
+    try:
+        result: dict[str, Any] = await sup.describe(module, timeout=timeout)
+    except TimeoutError as exc:
+        raise ModuleError(
+            module=module,
+            remote_type="ImportTimeout",
+            remote_message=f"importing and instantiating it took longer than {timeout:g}s; "
+            "look for blocking work (network, sleep, a long loop) at import time or in "
+            "__init__",
+        ) from exc
+    return result
+
+
 async def _resolve_grant(args: argparse.Namespace, sup: Any) -> ModulePermissions:
     grant = _grant_from(args)
     if args.grant_requested:
-        described = await sup.describe(args.module)
+        described = await describe_module(sup, args.module)
         grant = grant.union(ModulePermissions.from_dict(described["permissions"]))
     return grant
 
@@ -119,7 +140,7 @@ async def _policy(args: argparse.Namespace) -> int:
     try:
         async with Supervisor(strict=not args.best_effort) as sup:
             grant = await _resolve_grant(args, sup)
-            described = await sup.describe(args.module)
+            described = await describe_module(sup, args.module)
             declared = ModulePermissions.from_dict(described["permissions"])
             missing = declared.missing_from(grant)
             name = args.name or resolve_source(args.module).default_name
