@@ -416,8 +416,13 @@ class ChatServer:
             client.deliver({"type": "error", "text": _unavailable("dice", exc)})
             return
         rolls = result.get("rolls") if isinstance(result, dict) else None
-        total = result.get("total") if isinstance(result, dict) else None
-        if not isinstance(rolls, list) or not all(isinstance(r, int) for r in rolls):
+        # Only a number: the total is stored in the room's history and sent to every client.
+        total = _count(result.get("total")) if isinstance(result, dict) else None
+        if (
+            not isinstance(rolls, list)
+            or not all(isinstance(r, int) for r in rolls)
+            or total is None
+        ):
             client.deliver({"type": "error", "text": "dice: the module answered nonsense"})
             return
         shown = " + ".join(str(r) for r in rolls[:50]) + (" + …" if len(rolls) > 50 else "")
