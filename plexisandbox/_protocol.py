@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import itertools
 import mmap
 import os
 import struct
@@ -197,6 +198,20 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
     Raises:
         ProtocolError: malformed msgpack, an oversized element, an ext type, deep nesting.
     """
+    hooks: dict[str, Any] = {}
+    if len(body) > MAX_CONTAINERS:
+        # Each container costs the host ~60 bytes of Python object for one byte of msgpack
+        # (an empty array is 0x90): counted as the decoder builds them, so a frame of
+        # millions of empty containers is refused before it costs gigabytes, not after.
+        # A smaller body cannot hold more than MAX_CONTAINERS: no hook, no cost.
+        built = itertools.count(1)
+
+        def counted(container: Any) -> Any:
+            if next(built) > MAX_CONTAINERS:
+                raise ProtocolError(f"message holds more than {MAX_CONTAINERS} containers")
+            return container
+
+        hooks = {"list_hook": counted, "object_hook": counted}
     try:
         value = msgpack.unpackb(
             body,
@@ -210,6 +225,7 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
             max_array_len=1024 * 1024,
             max_map_len=256 * 1024,
             max_ext_len=16,
+            **hooks,
         )
     except ProtocolError:
         raise

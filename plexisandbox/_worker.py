@@ -698,9 +698,10 @@ class WorkerConnection:
             if not self._batch:
                 self._batch_wake.set()
             self._batch.append(frame)
-            if len(self._batch) >= _BATCH_FRAMES:
+            if len(self._batch) >= _BATCH_FRAMES or len(frame) > _PIPE_DEFAULT:
                 # Hand the worker work now rather than at the end of the pass: it starts on
                 # these while the host prepares the rest (two CPUs overlap, not alternate).
+                # A large frame goes at once: the next caller must see the backlog it makes.
                 data = b"".join(self._batch)
                 self._batch.clear()
                 self.send_nowait(data)
@@ -777,6 +778,8 @@ class WorkerConnection:
         try:
             while self._outq:
                 await anyio.wait_writable(fd)
+                if not self._outq:  # cleared meanwhile: the worker was killed (send_nowait)
+                    break
                 head = self._outq[0]
                 try:
                     written = os.write(fd, head)
@@ -894,6 +897,19 @@ class WorkerConnection:
                 self._release_slot()
                 raise self.death_error()
         try:
+            while self._backlog:
+                # Wait behind a backlog before adding to it: callers that each queued their
+                # frame first and waited afterwards passed the hard cap together (twelve
+                # 8 MiB calls at once) and killed a worker that reads as fast as it can.
+                try:
+                    with anyio.fail_at(deadline):
+                        await self._drained.wait()
+                except TimeoutError:
+                    raise CallTimeout(
+                        module=self.name, method=method, timeout=timeout or 0
+                    ) from None
+                if self._gone or self._kill_cause is not None:
+                    raise self.death_error()
             request_id = next(self._ids)
             frame = encode_for_worker([op, request_id, method, argument], "the call of {}()")
             pending = _Pending(method, self._new_waiter())

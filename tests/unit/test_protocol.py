@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import resource
 import struct
+import time
 
 import msgpack
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from plexisandbox._protocol import (
     DEFAULT_MAX_FRAME,
     HEADER,
+    MAX_CONTAINERS,
     MAX_DEPTH,
     WIRE_VERSION,
     WORKER_SHAPES,
@@ -291,3 +294,29 @@ def test_op_numbering_separates_directions() -> None:
     assert all(op < 32 for op in (Op.BOOT, Op.GO, Op.CALL, Op.LIFE, Op.CANCEL, Op.PING))
     assert all(op >= 32 for op in (Op.HELLO, Op.RESULT, Op.ERROR, Op.ACK))
     assert len({int(op) for op in Op}) == len(Op)
+
+
+def _empty_containers_frame() -> bytes:
+    # [RESULT, 1, [[[], [], … 15 empty arrays], … about a million of those]]: 16 MiB that
+    # would decode into ~17 million Python lists.
+    inner = b"\x9f" + b"\x90" * 15
+    count = min((DEFAULT_MAX_FRAME - 16) // len(inner), 1024 * 1024)
+    body = b"\x93\x23\x01\xdd" + struct.pack(">I", count) + inner * count
+    assert len(body) <= DEFAULT_MAX_FRAME
+    return HEADER.pack(len(body)) + body
+
+
+def test_a_frame_of_empty_containers_is_refused_before_it_costs_the_host_memory_and_time() -> None:
+    """Containers are counted as the decoder builds them (for bodies large enough to hold
+    more than MAX_CONTAINERS): refused after ~200k, not after ~17 million (1.2 GiB and ~4 s
+    of the host's event loop for one frame)."""
+    frame = _empty_containers_frame()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    started = time.perf_counter()
+    with pytest.raises(ProtocolError, match=f"more than {MAX_CONTAINERS} containers"):
+        FrameDecoder(DEFAULT_MAX_FRAME).feed(frame)
+    elapsed = time.perf_counter() - started
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mib < 200, f"decoding one refused frame took {grown_mib:.0f} MiB of host memory"
+    # A security bound, not a benchmark: ~4 s before the fix, ~0.05 s after.
+    assert elapsed < 1.0, f"decoding one refused frame blocked the host for {elapsed:.2f}s"
