@@ -571,24 +571,27 @@ class ModuleHandle:
         return True
 
     async def _restart_with_backoff(self) -> None:
+        # A loop, not a recursion: a policy that never gives up (a period shorter than the
+        # backoff) would otherwise nest one frame per failed attempt until RecursionError.
         policy = self.restart_policy
-        attempt = len(self._restarts)
-        delay = min(policy.backoff_max, policy.backoff_initial * policy.backoff_factor**attempt)
-        delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
-        await anyio.sleep(max(delay, 0.0))
-        if self._stopping or self._state is not ModuleState.ERROR:
-            return  # shut down, or an operator restart() came first, during the backoff
-        self._restarts.append(time.monotonic())
-        self._restart_count += 1
-        try:
-            await self._reboot()
-        except (SandboxError, OSError) as exc:  # OSError: no fds or processes left to spawn
-            _log.error("module %s: restart failed: %s", self.name, exc)
-            self._set(ModuleState.ERROR)
-            if self._should_restart(None):
-                await self._restart_with_backoff()
-            else:
-                self._set(ModuleState.FAILED)
+        while True:
+            attempt = len(self._restarts)
+            delay = min(policy.backoff_max, policy.backoff_initial * policy.backoff_factor**attempt)
+            delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
+            await anyio.sleep(max(delay, 0.0))
+            if self._stopping or self._state is not ModuleState.ERROR:
+                return  # shut down, or an operator restart() came first, during the backoff
+            self._restarts.append(time.monotonic())
+            self._restart_count += 1
+            try:
+                await self._reboot()
+                return
+            except (SandboxError, OSError) as exc:  # OSError: no fds or processes left
+                _log.error("module %s: restart failed: %s", self.name, exc)
+                self._set(ModuleState.ERROR)
+                if not self._should_restart(None):
+                    self._set(ModuleState.FAILED)
+                    return
 
     async def _reboot(self) -> None:
         """Load, configure and bring the module back to the state it was in."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import anyio
 import psutil
 import pytest
@@ -116,3 +119,31 @@ async def test_two_concurrent_restarts_leave_one_worker() -> None:
         assert handle.state is ModuleState.ACTIVE
         assert [w.pid for w in _workers()] == [handle.pid]
         assert await handle.call("echo", value=1) == 1
+
+
+async def test_restart_attempts_do_not_nest_without_bound() -> None:
+    # A period shorter than the backoff never gives up (as configured); each failed attempt
+    # must not leave a frame behind, or ~1000 of them (hours, in production) end in a
+    # RecursionError that escapes into the supervisor's task group. A low recursion limit
+    # makes a hundred attempts enough to tell.
+    policy = RestartPolicy(
+        strategy=RestartStrategy.PERMANENT,
+        max_restarts=1,
+        period=0.001,
+        backoff_initial=0.001,
+        backoff_max=0.001,
+        jitter=0.0,
+    )
+    async with Supervisor(zygote=False, restart=policy, grant=FILES) as sup:
+        mod = await sup.load(SECOND_BOOT)
+        await mod.start()
+        with pytest.raises(WorkerCrashed):
+            await mod.call("crash")
+        limit = sys.getrecursionlimit()
+        # Above this test's own depth; the restarting task starts far shallower.
+        sys.setrecursionlimit(len(inspect.stack(0)) + 40)
+        try:
+            await until(lambda: mod.stats().restarts >= 100, timeout=60)
+        finally:
+            sys.setrecursionlimit(limit)
+        await mod.shutdown()
