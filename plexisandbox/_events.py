@@ -148,6 +148,10 @@ class EventBus:
             sub.send.close()
         self.host_subscriptions.clear()
 
+    def host_wants(self, event: str) -> bool:
+        """Whether a host subscription matches `event`."""
+        return any(matches(sub.pattern, event) for sub in self.host_subscriptions)
+
     def deliver_to_host(self, event: str, data: Any, source: str, size: int = 0) -> None:
         """Queue an event for every matching host subscription; `size`: its encoded bytes."""
         for sub in self.host_subscriptions:

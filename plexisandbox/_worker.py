@@ -115,6 +115,52 @@ _grown_pipes = 0
 _BATCH_FRAMES = 16  # frames per write while many calls are sent in one pass
 
 
+def _output_line(raw: bytes, truncated: bool = False) -> str:
+    """One line of a worker's stdout/stderr as the host logs and keeps it."""
+    line = clean_text(raw[: _MAX_LINE * 4].decode("utf-8", "replace"))
+    if len(line) > _MAX_LINE or truncated or len(raw) > _MAX_LINE * 4:
+        line = line[:_MAX_LINE] + " …[line truncated]"
+    return line
+
+
+class _HostCpuBudget:
+    """What reading one of a worker's pipes may cost the host: a bucket of host seconds,
+    refilled at `share` of a CPU, holding at most `burst`. A module's own CPU limits do not
+    see this cost: it can write the same pre-built bytes again and again (16 MiB of tiny
+    strings cost the host ~1 s to decode; a pipe of newlines, one log line each) at next to
+    no cost to itself. Past the budget the host reads that pipe more slowly — the module's
+    writes wait, nothing is dropped — and says so."""
+
+    __slots__ = ("_at", "_burst", "_share", "debt", "pauses")
+
+    def __init__(self, share: float, burst: float) -> None:
+        self._share = share
+        self._burst = burst
+        self.debt = 0.0  # host seconds not yet paid back
+        self._at = 0.0
+        self.pauses = 0
+
+    def charge(self, started: float, now: float) -> float:
+        """Add the host time from `started` to `now`; return how long to stop reading (0:
+        read on)."""
+        self.debt = max(0.0, self.debt - (started - self._at) * self._share) + now - started
+        self._at = now
+        if self.debt <= self._burst:
+            return 0.0
+        self.pauses += 1
+        return (self.debt - self._burst / 2) / self._share
+
+
+#: A worker's data pipe, charged only for reads that carried something the host did not ask
+#: for (events, log records, requests, answers to no call): answers cost it nothing. Its
+#: burst lets an occasional heavy frame through; a pause longer than `_DATA_PAUSE_MAX` would
+#: starve the worker's liveness answers (they share the pipe), so the module is stopped with
+#: a LimitExceeded instead.
+_DATA_CPU_SHARE, _DATA_CPU_BURST, _DATA_PAUSE_MAX = 0.1, 1.0, 1.0
+#: Its stdout/stderr: 500 relayed lines/s cost ~1% of a CPU.
+_OUTPUT_CPU_SHARE, _OUTPUT_CPU_BURST = 0.1, 0.2
+
+
 def encode_for_worker(message: list[Any], what: str) -> bytes:
     """One host→worker frame, refused here if the worker's decoder would refuse its size
     (a worker fed an oversized frame could only die of it, long after the caller gave up).
@@ -263,6 +309,9 @@ class WorkerConnection:
         self.pid = launched.pid
         self.logger = logging.getLogger(f"plexisandbox.module.{name}")
         self._decoder = FrameDecoder(max_frame)
+        self._data_budget = _HostCpuBudget(_DATA_CPU_SHARE, _DATA_CPU_BURST)
+        self._unasked = False  # the last read carried messages the host did not ask for
+        self._output_budget = _HostCpuBudget(_OUTPUT_CPU_SHARE, _OUTPUT_CPU_BURST)
         self._on_message = on_message
         self._pending: dict[int, _Pending] = {}
         self._cancelling: set[int] = set()
@@ -509,18 +558,29 @@ class WorkerConnection:
                 return
         else:
             wait_readable = _trio_lowlevel().wait_readable  # anyio's adds a backend lookup
+            clock = time.perf_counter
             while True:
                 await wait_readable(fd)
+                started = clock()
                 try:
                     result = self._consume(fd)
                 except BlockingIOError:
                     continue
                 except OSError:
                     break
+                except Exception as exc:  # never let a frame end the supervisor's tasks
+                    _log.exception("error handling a frame from module %s", self.name)
+                    self.violate(f"frame could not be handled: {type(exc).__name__}")
+                    return
                 if result is None:
                     break
                 if not result:
                     return
+                if self._unasked:
+                    self._unasked = False
+                    pause = self._data_budget.charge(started, clock())
+                    if pause and self._data_throttled(pause):
+                        await anyio.sleep(pause)
         # The worker closed its end of the channel. A worker that keeps running without a
         # channel is of no use to anyone: kill it if it does not exit by itself.
         with anyio.move_on_after(_EOF_GRACE):
@@ -535,9 +595,15 @@ class WorkerConnection:
         loop = asyncio.get_running_loop()
         done = anyio.Event()
         outcome = [True]
+        clock = time.perf_counter
+
+        def resume() -> None:
+            if not done.is_set():
+                loop.add_reader(fd, on_readable)
 
         def on_readable() -> None:
             self._in_callback = True
+            started = clock()
             try:
                 result = self._consume(fd)
             except BlockingIOError:
@@ -554,6 +620,13 @@ class WorkerConnection:
                 outcome[0] = result is None  # end of file, not a violation
                 loop.remove_reader(fd)
                 done.set()
+                return
+            if self._unasked:
+                self._unasked = False
+                pause = self._data_budget.charge(started, clock())
+                if pause and self._data_throttled(pause):
+                    loop.remove_reader(fd)
+                    loop.call_later(pause, resume)
 
         loop.add_reader(fd, on_readable)
         try:
@@ -568,6 +641,7 @@ class WorkerConnection:
             pending = self._pending.pop(request_id, None)
             if pending is None:
                 self._cancelling.discard(request_id)  # a late answer to a cancelled call
+                self._unasked = True
                 return
             if op is Op.RESULT:
                 pending.value = message[2]
@@ -584,11 +658,16 @@ class WorkerConnection:
             pending = self._pending.get(message[1])
             if pending is not None:
                 pending.acked = True
+            else:
+                self._unasked = True
         elif op is Op.PONG:
             event = self._pings.pop(message[1], None)
             if event is not None:
                 event.set()
+            else:
+                self._unasked = True
         elif op is Op.LOG:
+            self._unasked = True
             if not self._admit_line():
                 return
             level = min(max(int(message[1]), logging.DEBUG), logging.CRITICAL)
@@ -602,6 +681,8 @@ class WorkerConnection:
             if waiter is not None:
                 waiter[1].append(clean_text(message[2][:65536]))
                 waiter[0].set()
+            else:
+                self._unasked = True
         elif op in (Op.HELLO, Op.CONFINED, Op.READY, Op.FATAL):
             if op is not Op.FATAL and op is not self._phase:
                 raise ProtocolError(f"{op.name} out of order (expected {self._phase.name})")
@@ -612,6 +693,8 @@ class WorkerConnection:
             except anyio.WouldBlock as exc:
                 raise ProtocolError("too many handshake messages") from exc
         else:  # EMIT, SUBSCRIBE, REQUEST, EVENT_DONE: the supervisor's business
+            if op is not Op.EVENT_DONE:  # (that one answers events the host sent)
+                self._unasked = True
             if self._in_callback:
                 # Inside the asyncio reader callback there is no task, so nothing that starts
                 # tasks (requests) may run here: hand these to the relay task, in order.
@@ -635,9 +718,11 @@ class WorkerConnection:
         fd = self.launched.output_read
         buf = bytearray()
         skipping = False  # inside an over-long line whose head was already relayed
+        clock = time.perf_counter
         try:
             while True:
                 await anyio.wait_readable(fd)
+                started = clock()
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
@@ -647,6 +732,17 @@ class WorkerConnection:
                 if not data:
                     break
                 buf += data
+                cut = buf.rfind(b"\n")
+                if cut >= 0 and not self._lines_allowed():
+                    # Over the rate limit: every complete line is dropped in bulk (one count,
+                    # not a pass per line: a pipe of newlines is 65536 lines per read). The
+                    # tail keeps the last of them.
+                    start = buf.rfind(b"\n", 0, cut) + 1
+                    if start or not skipping:
+                        self.output_tail.append(_output_line(bytes(buf[start:cut])))
+                    self._drop_lines(buf.count(b"\n", 0, cut + 1) - (1 if skipping else 0))
+                    skipping = False
+                    del buf[: cut + 1]
                 while True:
                     newline = buf.find(b"\n")
                     if newline < 0:
@@ -660,34 +756,75 @@ class WorkerConnection:
                         self._relay_line(bytes(buf[:newline]))
                     skipping = False
                     del buf[: newline + 1]
+                pause = self._output_budget.charge(started, clock())
+                if pause:
+                    self._throttled("its output", self._output_budget, _OUTPUT_CPU_SHARE, pause)
+                    await anyio.sleep(pause)
             if buf and not skipping:
                 self._relay_line(bytes(buf))
         finally:
             self._output_done.set()
 
+    def _data_throttled(self, pause: float) -> bool:
+        """Pause reading the data pipe for `pause` s (True), or stop the module (False)."""
+        if pause <= _DATA_PAUSE_MAX:
+            self._throttled("its messages", self._data_budget, _DATA_CPU_SHARE, pause)
+            return True
+        observed = f"{self._data_budget.debt:.2f}s of host CPU for its unsolicited messages"
+        threshold = f"{_DATA_CPU_SHARE:.0%} of a CPU, bursts of {_DATA_CPU_BURST:g}s"
+        self.kill(
+            "limit",
+            f"host_cpu: {observed} > {threshold}",
+            LimitExceeded(
+                module=self.name,
+                limit="host_cpu",
+                observed=observed,
+                threshold=threshold,
+                hint="decoding and relaying what the module sent unasked (events, log records, "
+                "requests) cost the host more than one module may take; have it send fewer "
+                "or smaller ones",
+            ),
+        )
+        return False
+
+    def _throttled(self, what: str, budget: _HostCpuBudget, share: float, pause: float) -> None:
+        if budget.pauses in (1, 10, 100) or budget.pauses % 1000 == 0:
+            self.logger.warning(
+                "reading %s costs the host more than %d%% of a CPU: the host reads it more "
+                "slowly (paused %.0f ms; %d times so far). The module sends more than it is "
+                "worth: fewer, smaller events, log records or output lines",
+                what,
+                round(share * 100),
+                pause * 1000,
+                budget.pauses,
+            )
+
     def _relay_line(self, raw: bytes, truncated: bool = False) -> None:
-        line = clean_text(raw.decode("utf-8", "replace"))
-        if len(line) > _MAX_LINE or truncated:
-            line = line[:_MAX_LINE] + " …[line truncated]"
+        line = _output_line(raw, truncated)
         self.output_tail.append(line)
         if self._admit_line():
             self.logger.info("%s", line)
 
-    def _admit_line(self) -> bool:
+    def _lines_allowed(self) -> bool:
         # One token bucket for output lines and log records: 500/s sustained, bursts of 2000.
-        # Drops are counted (stats().output_lines_dropped) and said, never silent.
         now = time.monotonic()
         self._line_tokens = min(2000.0, self._line_tokens + (now - self._line_clock) * 500)
         self._line_clock = now
-        if self._line_tokens < 1:
-            self.lines_dropped += 1
-            if self.lines_dropped % 1000 == 1:
-                self.logger.warning(
-                    "output rate limit: %d lines dropped so far", self.lines_dropped
-                )
+        return self._line_tokens >= 1
+
+    def _admit_line(self) -> bool:
+        if not self._lines_allowed():
+            self._drop_lines(1)
             return False
         self._line_tokens -= 1
         return True
+
+    def _drop_lines(self, count: int) -> None:
+        # Drops are counted (stats().output_lines_dropped) and said, never silent.
+        before = self.lines_dropped
+        self.lines_dropped += count
+        if before == 0 or before // 1000 != self.lines_dropped // 1000:
+            self.logger.warning("output rate limit: %d lines dropped so far", self.lines_dropped)
 
     # -- writing -----------------------------------------------------------------------------
     def send_ordered(self, frame: bytes, *, batch: bool = False) -> None:

@@ -3,11 +3,15 @@ and a worker killed for not reading it takes nobody else down."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import anyio
 import pytest
 
 from plexisandbox import RestartPolicy, Supervisor
 from plexisandbox._limits import RestartStrategy
+from plexisandbox.errors import LimitExceeded
 from plexisandbox.interfaces import ModuleState
 from tests.conftest import TEST_MODULES, until
 
@@ -53,4 +57,53 @@ async def test_a_worker_killed_for_not_reading_its_channel_leaves_the_supervisor
         assert last.cause == "unresponsive"
         assert "not reading its channel" in last.reason
         await anyio.sleep(0.5)
+        assert await neighbour.call("echo", value="still here") == "still here"
+
+
+async def test_a_flood_of_output_lines_is_read_slowly_and_dropped_in_bulk() -> None:
+    """A module writes a pipe of newlines from a thread (65536 output lines per read) at next
+    to no cost to itself: measured before, 96% of a host CPU for as long as it liked. Over
+    the rate limit the lines are dropped in bulk and counted, and the host reads the pipe
+    more slowly; the module keeps running, its neighbour keeps answering."""
+    async with Supervisor() as sup:
+        neighbour = await sup.load(TEST_MODULES / "probe.py", name="neighbour")
+        await neighbour.start()
+        flooder = await sup.load(TEST_MODULES / "flooder.py", validate=False)
+        await flooder.start()
+        await flooder.call("newlines")
+        await anyio.sleep(0.5)  # past the budget's burst
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        for _ in range(8):
+            await anyio.sleep(0.5)
+            with anyio.fail_after(2):  # the host's loop is never blocked for long
+                assert await neighbour.call("echo", value=1) == 1
+        share = (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
+        assert share < 0.3, f"the host spent {share:.0%} of a CPU on one module's newlines"
+        assert flooder.stats().output_lines_dropped > 100_000
+        assert flooder.state is ModuleState.ACTIVE
+
+
+async def test_a_flood_of_costly_unsolicited_frames_stops_the_module_with_host_cpu() -> None:
+    """A module re-sends a valid 16 MiB EMIT of tiny strings (~1 s of host CPU to decode
+    each, for an event nobody listens to) from a thread: measured before, 100% of a host CPU
+    for as long as it liked. The host takes one such frame within its burst; the next puts
+    the module over its share and it is stopped with a LimitExceeded naming host_cpu."""
+    async with Supervisor(restart=RestartPolicy(strategy=RestartStrategy.TEMPORARY)) as sup:
+        neighbour = await sup.load(TEST_MODULES / "probe.py", name="neighbour")
+        await neighbour.start()
+        flooder = await sup.load(TEST_MODULES / "flooder.py", validate=False)
+        await flooder.start()
+        # The flood may overtake the call's own answer: then the call gets the limit.
+        outcome: Any
+        try:
+            outcome = await flooder.call("frames")
+        except LimitExceeded as exc:
+            outcome = exc.limit
+        assert outcome in (True, "host_cpu")
+        await until(lambda: flooder.state is ModuleState.FAILED, timeout=30)
+        last = flooder.stats().last_exit
+        assert last is not None
+        assert last.cause == "limit"
+        assert last.limit == "host_cpu"
+        assert "host CPU for its unsolicited messages" in last.reason
         assert await neighbour.call("echo", value="still here") == "still here"
