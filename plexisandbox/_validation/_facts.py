@@ -30,6 +30,8 @@ __all__ = [
 #: Largest source file the validator parses; a bigger one is reported, not read.
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
 _MAX_DEPTH = 40
+#: Inherited methods and attributes the class merge copies for one file, at most.
+_MAX_MERGED = 1_000_000
 
 
 class _Unknown:
@@ -202,43 +204,79 @@ def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
     return {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
 
 
-def _is_module_class(node: ast.ClassDef, local: dict[str, ast.ClassDef], seen: set[str]) -> bool:
-    for base in node.bases:
-        name = dotted(base)
-        if name.rsplit(".", 1)[-1] in _BASE_NAMES:
-            return True
-        if name in local and name not in seen:
-            if _is_module_class(local[name], local, seen | {name}):
-                return True
-    return False
+class _Hierarchy:
+    """The file's top-level classes, each examined once.
+
+    Class bases form a graph, not a tree: walking every path from a class to its roots is
+    exponential in the number of classes (30 one-line classes, each naming the two before it
+    as bases, took 18 s; 60 would take years, while Python itself imports them at once). So each
+    class's answer is kept, a class met again on its own path is treated as unknown (a cycle
+    cannot exist at run time), and the members copied while merging are counted: a file past
+    `_MAX_MERGED` is reported as too complex to analyse.
+    """
+
+    def __init__(self, local: dict[str, ast.ClassDef]) -> None:
+        self.local = local
+        self.module: dict[str, bool] = {}
+        self.merged: dict[str, ClassFacts | None] = {}
+        self.copied = 0
+
+    def is_module_class(self, name: str) -> bool:
+        if name in self.module:
+            return self.module[name]
+        self.module[name] = False  # on the path: a cycle ends here
+        found = False
+        for base in self.local[name].bases:
+            base_name = dotted(base)
+            if base_name.rsplit(".", 1)[-1] in _BASE_NAMES or (
+                base_name in self.local and self.is_module_class(base_name)
+            ):
+                found = True
+                break
+        self.module[name] = found
+        return found
+
+    def merge(self, name: str) -> ClassFacts | None:
+        """The class's facts with its in-file bases merged; None for a class on a cycle."""
+        if name in self.merged:
+            return self.merged[name]
+        self.merged[name] = None  # on the path: a cycle ends here
+        node = self.local[name]
+        facts = ClassFacts(name=node.name, line=node.lineno, docstring=_docstring(node))
+        # Bases first, so the class's own definitions override them (a simplified MRO).
+        for base in reversed(node.bases):
+            base_name = dotted(base)
+            if base_name.rsplit(".", 1)[-1] in _BASE_NAMES:
+                continue
+            inherited = self.merge(base_name) if base_name in self.local else None
+            if inherited is not None:
+                self.copied += len(inherited.methods) + len(inherited.attributes)
+                if self.copied > _MAX_MERGED:
+                    raise _TooComplex
+                facts.methods.update(inherited.methods)
+                facts.attributes.update(inherited.attributes)
+                facts.bases_known = facts.bases_known and inherited.bases_known
+            elif base_name not in ("ABC", "abc.ABC", "object", "Generic") and not (
+                base_name.startswith("typing.")
+            ):
+                facts.bases_known = False
+        for stmt in node.body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                facts.methods[stmt.name] = _func(stmt, node.name)
+                facts.attributes.pop(stmt.name, None)
+            elif isinstance(stmt, ast.Assign | ast.AnnAssign):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        facts.attributes[target.id] = stmt.lineno
+                        facts.methods.pop(target.id, None)
+        facts.concrete = all(m in facts.methods for m in _REQUIRED)
+        self.merged[name] = facts
+        return facts
 
 
-def _merge(node: ast.ClassDef, local: dict[str, ast.ClassDef], seen: set[str]) -> ClassFacts:
-    facts = ClassFacts(name=node.name, line=node.lineno, docstring=_docstring(node))
-    # Bases first, so the class's own definitions override them (a simplified MRO).
-    for base in reversed(node.bases):
-        name = dotted(base)
-        if name.rsplit(".", 1)[-1] in _BASE_NAMES:
-            continue
-        if name in local and name not in seen:
-            inherited = _merge(local[name], local, seen | {name})
-            facts.methods.update(inherited.methods)
-            facts.attributes.update(inherited.attributes)
-            facts.bases_known = facts.bases_known and inherited.bases_known
-        elif name not in ("ABC", "abc.ABC", "object", "Generic") and not name.startswith("typing."):
-            facts.bases_known = False
-    for stmt in node.body:
-        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
-            facts.methods[stmt.name] = _func(stmt, node.name)
-            facts.attributes.pop(stmt.name, None)
-        elif isinstance(stmt, ast.Assign | ast.AnnAssign):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    facts.attributes[target.id] = stmt.lineno
-                    facts.methods.pop(target.id, None)
-    facts.concrete = all(m in facts.methods for m in _REQUIRED)
-    return facts
+class _TooComplex(Exception):
+    """More inherited members to merge than `_MAX_MERGED`."""
 
 
 class _Walker(ast.NodeVisitor):
@@ -364,9 +402,16 @@ def _read_facts(
         facts.error = f"{type(exc).__name__}: {exc}"
         return facts, None
     facts.docstring = _docstring(tree)
-    local = _classes(tree)
-    module_nodes = [n for n in local.values() if _is_module_class(n, local, {n.name})]
-    facts.candidates = [_merge(n, local, {n.name}) for n in module_nodes]
+    classes = _Hierarchy(_classes(tree))
+    try:
+        names = [name for name in classes.local if classes.is_module_class(name)]
+        facts.candidates = [c for c in map(classes.merge, names) if c is not None]
+    except RecursionError:
+        facts.error = "the classes inherit too deeply to analyse"
+        return facts, read_as
+    except _TooComplex:
+        facts.error = "the classes inherit too many members to analyse"
+        return facts, read_as
     if class_name:
         chosen = [c for c in facts.candidates if c.name == class_name]
     else:

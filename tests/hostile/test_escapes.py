@@ -32,7 +32,7 @@ from plexisandbox.errors import (
     SandboxError,
     WorkerCrashed,
 )
-from plexisandbox.interfaces import ModuleState
+from plexisandbox.interfaces import BaseModule, ModuleState
 from tests.conftest import ROOT, skip_or_fail, until
 
 from .conftest import GRANT, HOSTILE, LIMITS, arena, denied
@@ -567,6 +567,18 @@ async def test_host_environment_secrets_do_not_reach_the_worker(
         assert set(env) <= {"PATH", "LANG", "LC_ALL", "HOME", "MALLOC_ARENA_MAX", "TMPDIR"}
         assert "hunter2" not in env.values()
         assert "hunter3" not in env.values()
+
+
+async def test_a_class_graph_does_not_hang_the_hosts_validation(tmp_path: Path) -> None:
+    """load() validates the module's source in a host thread. It walked every path of the
+    class graph: 60 classes, each naming the two before it as bases (Python imports them at
+    once), kept a host thread busy for ever and load() waiting on it."""
+    async with arena(tmp_path) as a:
+        with anyio.fail_after(30):
+            handle = await a.load("class_graph_bomb", validate=True)
+        assert handle.validation["is_valid"] is True
+        assert handle.validation["class"] == "C59"
+        assert await handle.call("attempt") == 60 + len(BaseModule.__mro__)  # C59 … C0
 
 
 async def test_raising_rlimits_is_refused(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from plexisandbox._validation import (
     score,
     validate_static,
 )
+from plexisandbox._validation._facts import read_facts
 from plexisandbox.errors import ContractViolation
 from tests.conftest import EXAMPLES, TEST_MODULES
 
@@ -96,6 +97,58 @@ def test_syntax_error_is_a_violation_with_its_line(tmp_path: Path) -> None:
     assert _rules(report) == {"interface.syntax-error"}
     assert report["violations"][0]["location"].startswith(f"{bad}:")
     assert report["is_valid"] is False
+
+
+_MODULE_ROOT = (
+    "from plexisandbox.interfaces import BaseModule\n\n"
+    "class C0(BaseModule):\n"
+    "    async def initialize(self): return True\n"
+    "    def get_metadata(self): return {}\n"
+    "    def get_required_permissions(self): return None\n"
+)
+
+
+def test_a_class_graph_is_walked_once_per_class(tmp_path: Path) -> None:
+    """Each class names the two before it as bases: every path from the last one to
+    BaseModule is ~10**12 of them; each class is merged once instead."""
+    graph = tmp_path / "graph.py"
+    classes = "".join(f"class C{k}(C{k - 1}, C{k - 2}): pass\n" for k in range(2, 80))
+    graph.write_text(_MODULE_ROOT + "class C1(C0): pass\n" + classes)
+    facts = read_facts(str(graph), "C79")
+    assert facts.error is None
+    assert facts.module_class is not None
+    assert facts.module_class.concrete
+    assert len(facts.candidates) == 80
+
+
+@pytest.mark.parametrize(
+    ("classes", "problem"),
+    [
+        # A chain deeper than the recursion limit (bases named before they are defined:
+        # no import gets that far, the static pass reads it all the same).
+        (
+            "".join(f"class D{k}(D{k + 1}): pass\n" for k in range(3000))
+            + "class D3000(C0): pass\n",
+            "too deeply",
+        ),
+        # Each class inherits a base of 3000 methods: 3000 copies per class.
+        (
+            "class B(C0):\n"
+            + "".join(f"    def m{i}(self): pass\n" for i in range(3000))
+            + "".join(f"class D{k}(B): pass\n" for k in range(400)),
+            "too many members",
+        ),
+    ],
+    ids=["deep", "wide"],
+)
+def test_a_class_graph_past_the_analysis_bounds_is_a_violation(
+    tmp_path: Path, classes: str, problem: str
+) -> None:
+    module = tmp_path / "classes.py"
+    module.write_text(_MODULE_ROOT + classes)
+    report = validate_static(str(module))
+    assert _rules(report) == {"interface.syntax-error"}
+    assert problem in report["violations"][0]["message"]
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.stem)
