@@ -427,4 +427,6 @@ def _read_facts(
         _Walker(facts, methods).visit(tree)
     except RecursionError:
         facts.error = "the source nests too deeply to analyse"
+        # No check may read the tree either (ast.unparse of an annotation recurses as deep).
+        facts.module_class, facts.candidates = None, []
     return facts, read_as

@@ -28,6 +28,7 @@ from plexisandbox._policy import HostFacts
 from plexisandbox._verify import read_status
 from plexisandbox.errors import (
     ConfinementUnavailable,
+    ContractViolation,
     LimitExceeded,
     SandboxError,
     WorkerCrashed,
@@ -579,6 +580,18 @@ async def test_a_class_graph_does_not_hang_the_hosts_validation(tmp_path: Path) 
         assert handle.validation["is_valid"] is True
         assert handle.validation["class"] == "C59"
         assert await handle.call("attempt") == 60 + len(BaseModule.__mro__)  # C59 … C0
+
+
+async def test_a_deeply_nested_annotation_is_a_contract_violation(tmp_path: Path) -> None:
+    """An annotation nested deeper than the host's recursion limit (the worker compiles it)
+    raised RecursionError out of load() from the validation's ast.unparse: a caller that
+    handles SandboxError saw an unexpected exception. It is a contract violation."""
+    async with arena(tmp_path) as a:
+        with pytest.raises(ContractViolation) as info:
+            await a.load("deep_annotation", validate=True)
+        rules = {item["rule"] for item in info.value.report["violations"]}
+        assert rules == {"interface.syntax-error"}
+        assert "deep_annotation" not in a.sup.modules
 
 
 async def test_raising_rlimits_is_refused(tmp_path: Path) -> None:
