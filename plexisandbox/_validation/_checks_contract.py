@@ -10,7 +10,7 @@ import ast
 from collections.abc import Iterator
 from typing import Any
 
-from ._facts import FuncFacts
+from ._facts import FuncFacts, unparse
 from ._rules import finding
 from ._subject import Subject
 
@@ -101,7 +101,7 @@ def _ann_text(node: ast.expr | None) -> str | None:
         return None
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
-    return ast.unparse(node)
+    return unparse(node)
 
 
 def _ann_ok(text: str, expected: str) -> bool:
@@ -124,9 +124,9 @@ def _bad_return(node: ast.Return, expected: str) -> str | None:
         return "a bare `return` gives None"
     if isinstance(value, ast.Constant):
         ok = isinstance(value.value, bool) if expected == "bool" else False
-        return None if ok else f"`return {ast.unparse(value)}`"
+        return None if ok else f"`return {unparse(value)}`"
     if isinstance(value, ast.List | ast.Tuple | ast.Set | ast.JoinedStr):
-        return f"`return {ast.unparse(value)[:40]}`"
+        return f"`return {unparse(value)[:40]}`"
     if isinstance(value, ast.Dict) and expected == "bool":
         return "`return {...}`"
     return None
@@ -255,7 +255,7 @@ def _check_config_methods(s: Subject, methods: dict[str, FuncFacts]) -> Iterator
             ok = not extra
             want = f"{name}(self)"
         if not ok:
-            got = ast.unparse(fn.node.args)
+            got = unparse(fn.node.args)
             yield finding(
                 "signature.config-method",
                 f"{name}({got}) does not match the contract's {want}",

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from ._facts import UNKNOWN, contains_unknown
+from ._facts import UNKNOWN, contains_unknown, unparse
 from ._rules import finding
 from ._schemacheck import check_schema_isolated
 from ._subject import BASE_MEMBERS, CONTRACT_METHODS, Subject
@@ -105,7 +105,7 @@ def _param_problems(s: Subject, name: str) -> Iterator[tuple[str, str]]:
         text = (
             p.annotation.value
             if isinstance(p.annotation, ast.Constant) and isinstance(p.annotation.value, str)
-            else ast.unparse(p.annotation)
+            else unparse(p.annotation)
         )
         names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
         names = {n.rsplit(".", 1)[-1] for n in names} - {"typing", "collections", "abc"}

@@ -25,6 +25,7 @@ __all__ = [
     "file_identity",
     "literal",
     "read_facts",
+    "unparse",
 ]
 
 #: Largest source file the validator parses; a bigger one is reported, not read.
@@ -156,6 +157,15 @@ def literal(node: ast.AST, depth: int = 0) -> Any:
     if isinstance(node, ast.Attribute) and dotted(node.value).endswith("ModuleCapability"):
         return node.attr.lower()
     return UNKNOWN
+
+
+def unparse(node: ast.AST) -> str:
+    """`ast.unparse(node)` for report text. It recurses deeper per level than the walker
+    that bounds the nesting `read_facts` accepts: past its depth, a placeholder."""
+    try:
+        return ast.unparse(node)
+    except RecursionError:
+        return "<nested too deeply to show>"
 
 
 def contains_unknown(value: Any, depth: int = 0) -> bool:

@@ -251,6 +251,28 @@ def echo_report() -> dict[str, Any]:
     return validate_static(str(EXAMPLES / "echo.py"))
 
 
+@pytest.mark.parametrize("depth", [400, 900])
+def test_annotations_nested_past_the_recursion_limit_are_reported(
+    tmp_path: Path, depth: int
+) -> None:
+    """CPython compiles them; the checks read them with ast.unparse, which recursed past the
+    limit (at 900 the walker does too) and raised RecursionError out of load()."""
+    deep = "~" * depth + "0"
+    module = tmp_path / "deep.py"
+    module.write_text(
+        (EXAMPLES / "echo.py")
+        .read_text()
+        .replace("value: Any = None)", f"value: {deep} = 0)")
+        .replace("def get_metadata(self) -> dict[str, Any]", f"def get_metadata(self) -> {deep}")
+    )
+    report = apply_description(validate_static(str(module)), _description())
+    rules = {item["rule"] for item in (*report["violations"], *report["warnings"])}
+    if depth == 400:  # the walker reads it; the messages show a placeholder
+        assert {"signature.return-annotation", "api.param-not-serializable"} <= rules
+    else:
+        assert rules == {"interface.syntax-error"}
+
+
 def test_clean_description_keeps_a_clean_report(echo_report: dict[str, Any]) -> None:
     report = apply_description(echo_report, _description())
     assert report["is_valid"]
