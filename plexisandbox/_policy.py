@@ -85,7 +85,10 @@ _NETWORK_READ = (
     "/etc/gai.conf",
     "/etc/services",
     "/etc/protocols",
-    "/etc/ssl",
+    # The trust store and OpenSSL's configuration; not all of /etc/ssl, whose private/ holds
+    # the host's TLS keys (readable to a host user in the ssl-cert group, as web servers run).
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
     "/usr/share/ca-certificates",
     "/usr/local/share/ca-certificates",
     "/etc/ca-certificates",

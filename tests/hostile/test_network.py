@@ -3,6 +3,8 @@ not granted → refused at load; not declared → PermissionError at socket().""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import anyio
@@ -37,6 +39,22 @@ async def test_declared_and_granted_network_resolves_and_connects(tmp_path: Path
             # Network is TCP/UDP only: raw sockets stay refused.
             denied(await handle.call("raw_socket"), "EPERM")
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.skipif(not os.path.isdir("/etc/ssl/private"), reason="no /etc/ssl/private here")
+async def test_declared_network_reads_the_trust_store_but_not_the_tls_keys(
+    tmp_path: Path,
+) -> None:
+    """Network modules read /etc/ssl for TLS, whose private/ holds the host's keys: a host
+    user in the ssl-cert group (as TLS servers run) gave them to the module. Shown on the
+    non-root path, where the worker keeps the host's uid and groups and only Landlock
+    stands between it and the folder."""
+    async with arena(tmp_path) as a:
+        a.sup.host_facts = dataclasses.replace(a.sup.host_facts, is_root=False)
+        handle = await a.load("net_client", grant=ModulePermissions(network_access=True))
+        assert "userns" in handle.confinement["layers"]
+        assert await handle.call("tls_trust_store") > 0
+        denied(await handle.call("tls_private_keys"), "EACCES")
 
 
 async def test_declared_but_not_granted_network_is_refused_at_load(tmp_path: Path) -> None:

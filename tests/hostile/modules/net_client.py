@@ -1,6 +1,7 @@
 """A benign module that declares network access: resolve a name, talk TCP to a server."""
 
 import asyncio
+import os
 import socket
 import ssl
 
@@ -28,3 +29,7 @@ class NetClient(Hostile):
     def tls_trust_store(self):
         """A fresh TLS context after lockdown still finds the system's CA certificates."""
         return ssl.create_default_context().cert_store_stats()["x509_ca"]
+
+    def tls_private_keys(self):
+        """The host's TLS private keys sit beside the trust store."""
+        return outcome(lambda: os.listdir("/etc/ssl/private"))
