@@ -28,8 +28,11 @@ __all__ = [
     "unparse",
 ]
 
-#: Largest source file the validator parses; a bigger one is reported, not read.
-MAX_SOURCE_BYTES = 2 * 1024 * 1024
+#: Largest source file the validator parses; a bigger one is reported, not read. The host
+#: holds the parsed tree as Python objects, up to ~750 bytes per byte of source (a 2 MiB file
+#: of `f()` lines: 1.9 GB to parse, 1.45 GB kept in the facts); at the size the host also
+#: compiles (plexisandbox._compiled) that is ~200 MB to parse, one parse at a time.
+MAX_SOURCE_BYTES = 256 * 1024
 _MAX_DEPTH = 40
 #: Inherited methods and attributes the class merge copies for one file, at most.
 _MAX_MERGED = 1_000_000
@@ -342,9 +345,9 @@ class _Walker(ast.NodeVisitor):
 
 
 #: Facts kept: at most this many file versions, and this many bytes of source in all (the
-#: facts hold the parsed tree, several times the size of the source).
+#: facts hold the parsed tree: up to ~400 times the size of the source; ~200 MB here).
 _FACTS_CACHE_SIZE = 64
-_FACTS_CACHE_BYTES = 4 * 1024 * 1024
+_FACTS_CACHE_BYTES = 512 * 1024
 _facts_cache: OrderedDict[tuple[str, str | None, str, FileIdentity], ModuleFacts] = OrderedDict()
 _facts_lock = threading.Lock()
 

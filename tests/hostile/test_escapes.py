@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import gc
 import os
 import resource
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
-from plexisandbox import _datadir
+from plexisandbox import Limits, _datadir
 from plexisandbox._datadir import QUOTA_INTERVAL
 from plexisandbox._policy import HostFacts
 from plexisandbox._verify import read_status
@@ -580,6 +581,31 @@ async def test_a_class_graph_does_not_hang_the_hosts_validation(tmp_path: Path) 
         assert handle.validation["is_valid"] is True
         assert handle.validation["class"] == "C59"
         assert await handle.call("attempt") == 60 + len(BaseModule.__mro__)  # C59 … C0
+
+
+def _rss_mib() -> int:
+    gc.collect()
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
+async def test_a_large_module_file_does_not_fill_the_hosts_memory(tmp_path: Path) -> None:
+    """load() parses the module's source in the host (validation) and keeps the facts: a
+    tree of Python objects up to ~750 bytes per byte of source. A 1 MiB file of `f()` lines
+    (its worker compiles it in a second) took ~1 GB to parse and left ~700 MB in the host."""
+    (tmp_path / "modules").mkdir(mode=0o755)
+    module = tmp_path / "modules" / "many_calls.py"
+    module.write_text(
+        (HOSTILE / "deep_annotation.py").read_text().split("    def get_available_methods")[0]
+        + "\n\ndef f():\n    pass\n\n\n"
+        + "f()\n" * (1 << 18)
+    )
+    async with arena(tmp_path) as a:
+        before = _rss_mib()
+        with pytest.raises(ContractViolation) as info:
+            await a.sup.load(module, name="many_calls", grant=GRANT, limits=Limits(), validate=True)
+        assert "the validator reads at most" in str(info.value.report["violations"])
+        assert _rss_mib() - before < 100
 
 
 async def test_a_deeply_nested_annotation_is_a_contract_violation(tmp_path: Path) -> None:
