@@ -26,6 +26,7 @@ import pytest
 from plexisandbox import Limits, _datadir
 from plexisandbox._datadir import QUOTA_INTERVAL
 from plexisandbox._policy import HostFacts
+from plexisandbox._validation._api import MAX_ITEMS_PER_RULE
 from plexisandbox._verify import read_status
 from plexisandbox.errors import (
     ConfinementUnavailable,
@@ -606,6 +607,21 @@ async def test_a_large_module_file_does_not_fill_the_hosts_memory(tmp_path: Path
             await a.sup.load(module, name="many_calls", grant=GRANT, limits=Limits(), validate=True)
         assert "the validator reads at most" in str(info.value.report["violations"])
         assert _rss_mib() - before < 100
+
+
+async def test_a_flood_of_method_names_does_not_fill_the_hosts_memory(tmp_path: Path) -> None:
+    """The READY description is module output: a million method names (~7 MiB, within a
+    frame's limits) made validation build two million report items in the host — ~1.3 GB
+    and 6 s — and the refused module's ~800 MB report stayed in the report cache."""
+    async with arena(tmp_path) as a:
+        before = _rss_mib()
+        with pytest.raises(ContractViolation) as info:
+            await a.load("method_flood", validate=True)
+        report = info.value.report
+        assert len(report["violations"]) == MAX_ITEMS_PER_RULE
+        assert report["omitted"]["api.method-missing"] == 1_000_000 - MAX_ITEMS_PER_RULE
+        del info, report
+        assert _rss_mib() - before < 150
 
 
 async def test_a_deeply_nested_annotation_is_a_contract_violation(tmp_path: Path) -> None:
