@@ -371,6 +371,7 @@ class _Zygote:
             child.close()
             raise
         if pid == 0:  # the spare never returns from here
+            self.forget()
             _spare_main(child.fileno(), self.pid)
             os._exit(EXIT_CHILD_SETUP)  # pragma: no cover
         child.close()
@@ -380,6 +381,16 @@ class _Zygote:
         self.by_pidfd[pidfd] = spare
         self.poller.register(pidfd, select.POLLIN)
         return spare
+
+    def forget(self) -> None:
+        """In a new child: drop what the zygote knows of other workers. This object stays
+        reachable from the child's stack (module code can walk its frames up to
+        `fork_spare`): its tables name every live worker's pid and every module's paths,
+        their folders and data folders among them."""
+        self.by_pidfd.clear()
+        self.by_status.clear()
+        self.mounts.clear()
+        self.spare = None
 
     def namespaces_for(self, options: dict[str, object]) -> tuple[dict[str, object], list[int]]:
         """What a worker with these options joins: (hand-over metadata, descriptors)."""

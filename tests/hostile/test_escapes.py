@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import pytest
 
-from plexisandbox import Limits, _datadir
+from plexisandbox import Limits, Supervisor, _datadir
 from plexisandbox._datadir import QUOTA_INTERVAL
 from plexisandbox._policy import HostFacts
 from plexisandbox._validation._api import MAX_ITEMS_PER_RULE
@@ -38,7 +38,7 @@ from plexisandbox.errors import (
 from plexisandbox.interfaces import BaseModule, ModuleState
 from tests.conftest import ROOT, skip_or_fail, until
 
-from .conftest import GRANT, HOSTILE, LIMITS, arena, denied
+from .conftest import GRANT, HOSTILE, LIMITS, arena, denied, require_confinement
 
 pytestmark = pytest.mark.anyio
 
@@ -634,6 +634,31 @@ async def test_a_deeply_nested_annotation_is_a_contract_violation(tmp_path: Path
         rules = {item["rule"] for item in info.value.report["violations"]}
         assert rules == {"interface.syntax-error"}
         assert "deep_annotation" not in a.sup.modules
+
+
+async def test_a_zygote_child_learns_nothing_of_its_siblings(tmp_path: Path) -> None:
+    """A worker forked by the zygote keeps the zygote's stack, and on it the zygote's
+    tables: every sibling worker's pid and every module's Landlock paths (module folders,
+    data folders and so the modules' names)."""
+    require_confinement()
+    data_root = tmp_path / "data"
+    async with Supervisor(zygote=True, data_root=data_root) as sup:
+        neighbour = await sup.load(
+            HOSTILE / "disk_fill.py",
+            name="neighbour_with_data",
+            grant=GRANT,
+            limits=LIMITS,
+            validate=False,
+        )
+        await neighbour.start()
+        hostile = await sup.load(
+            HOSTILE / "zygote_siblings.py", grant=GRANT, limits=LIMITS, validate=False
+        )
+        await hostile.start()
+        seen = await hostile.call("attempt")
+        assert neighbour.pid not in seen["pids"]
+        assert not [p for p in seen["paths"] if "neighbour_with_data" in p]
+        assert (await neighbour.health_check()) is not None
 
 
 async def test_raising_rlimits_is_refused(tmp_path: Path) -> None:
