@@ -73,17 +73,26 @@ def verify_confinement(
     if "uid" in claimed:
         uids = status.get("Uid", "").split()
         gids = status.get("Gid", "").split()
+        groups = status.get("Groups", "").split()
         if uid is None or uids != [str(uid)] * 4 or gids != [str(uid)] * 4:
             contradicts("uid", f"Uid {uids} Gid {gids}, expected {uid} everywhere")
+        elif groups:
+            contradicts("uid", f"supplementary groups {groups[:8]} kept")
         elif int(status.get("CapEff", "1"), 16) != 0 or int(status.get("CapPrm", "1"), 16) != 0:
             contradicts("uid", f"CapEff {status.get('CapEff')} CapPrm {status.get('CapPrm')}")
+    # A namespace link that cannot be read is a contradiction, not a pass (fail closed).
     if "userns" in claimed:
-        if _ns(pid, "user") == _ns("self", "user"):
-            contradicts("userns", "the worker shares the host's user namespace")
+        theirs = _ns(pid, "user")
+        if theirs is None or theirs == _ns("self", "user"):
+            contradicts("userns", "the worker shares the host's user namespace (or hides it)")
         elif int(status.get("CapEff", "1"), 16) != 0:
             contradicts("userns", f"CapEff {status.get('CapEff')}, not 0")
-    if "netns" in claimed and _ns(pid, "net") == _ns("self", "net"):
-        contradicts("netns", "the worker shares the host's network namespace")
+    if "netns" in claimed:
+        theirs = _ns(pid, "net")
+        if theirs is None or theirs == _ns("self", "net"):
+            contradicts(
+                "netns", "the worker shares the host's network namespace (or /proc hides it)"
+            )
 
     active = [layer for layer in policy.layers if layer in claimed]
     for layer in required - set(active):

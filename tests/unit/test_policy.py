@@ -266,3 +266,37 @@ def test_verify_does_not_take_the_workers_word() -> None:
     assert all(v.startswith("host check failed") for v in report["missing"].values())
     # Landlock leaves no trace in /proc: the report is all there is (docs/security.md).
     assert active == ["env", "rlimits", "landlock", "landlock_net", "landlock_scope"]
+
+
+def test_verify_fails_closed_on_unreadable_namespaces_and_kept_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A namespace link /proc will not show counts against the claim, as does a worker that
+    kept supplementary groups (a group could open what the uid alone cannot)."""
+    from plexisandbox import _verify
+
+    policy = derive(ModulePermissions(), strict=False)
+    uid = 1_610_000_123
+    status = {
+        "Uid": f"{uid}\t{uid}\t{uid}\t{uid}",
+        "Gid": f"{uid}\t{uid}\t{uid}\t{uid}",
+        "Groups": "",
+        "CapEff": "0000000000000000",
+        "CapPrm": "0000000000000000",
+        "NoNewPrivs": "1",
+        "Seccomp": "2",
+    }
+    monkeypatch.setattr(_verify, "read_status", lambda pid: dict(status))
+    real_ns = _verify._ns
+    monkeypatch.setattr(
+        _verify, "_ns", lambda pid, kind: None if pid == 4242 else real_ns(pid, kind)
+    )
+    claim = {"layers": ["env", *policy.layers], "missing": {}}
+    report = dict(claim)
+    _verify.verify_confinement(4242, policy, report, uid=uid)
+    assert set(report["missing"]) == {"netns"}
+    status["Groups"] = "27 108"
+    report = dict(claim)
+    _verify.verify_confinement(4242, policy, report, uid=uid)
+    assert set(report["missing"]) == {"netns", "uid"}
+    assert "supplementary groups" in report["missing"]["uid"]
