@@ -781,6 +781,10 @@ def _seccomp_program(syscalls: list[list[Any]]) -> tuple[dict[str, Any] | None, 
     return entry[1], entry[2]
 
 
+#: API methods a READY description may name.
+MAX_METHODS = 10_000
+
+
 def _check_description(name: str, description: dict[str, Any]) -> dict[str, Any]:
     """The READY description is module output: check its shape before trusting any of it."""
     expected = {
@@ -802,6 +806,13 @@ def _check_description(name: str, description: dict[str, Any]) -> dict[str, Any]
         isinstance(k, str) and isinstance(v, dict) for k, v in signatures.items()
     ):
         raise ProtocolViolation("READY signatures must map method names to objects", module=name)
+    if len(description["methods"]) > MAX_METHODS or len(signatures) > MAX_METHODS:
+        # Module output: a million names made validation cost the host seconds of a thread.
+        raise ProtocolViolation(
+            f"READY names more than {MAX_METHODS} API methods; a module lists the methods "
+            "callers may call (get_available_methods())",
+            module=name,
+        )
     if not all(isinstance(m, str) for m in description["methods"]):
         raise ProtocolViolation("READY methods must be strings", module=name)
     if len(description["subscriptions"]) > MAX_SUBSCRIPTIONS:

@@ -24,7 +24,7 @@ from ._uids import UidAllocator, UidLease
 from ._watchdog import Watchdog
 from ._worker import WorkerConnection
 from ._zygote import Zygote, zygote_default
-from .errors import PermissionDenied, SandboxError, ServiceError
+from .errors import ConfinementUnavailable, PermissionDenied, SandboxError, ServiceError
 from .interfaces import ModulePermissions
 
 __all__ = ["Supervisor"]
@@ -217,6 +217,9 @@ class Supervisor:
                 f"a module named {module_name!r} is already loaded; pass name= to load another "
                 "copy, or unload() it first"
             )
+        self._check_read_paths(
+            module_name, resolved.read_paths, self.strict if strict is None else strict
+        )
         handle = ModuleHandle(
             self,
             module_name,
@@ -249,6 +252,31 @@ class Supervisor:
                 await handle.shutdown()
             raise
         return handle
+
+    def _check_read_paths(self, module: str, read_paths: tuple[str, ...], strict: bool) -> None:
+        """A module reads its own folder. Where workers cannot each have a uid of their own
+        (a non-root host), their data folders are told apart by Landlock alone: a module
+        whose folder holds the data root (a module file straight in /tmp) could read every
+        other module's data. Refused in strict mode, logged otherwise.
+
+        Raises:
+            ConfinementUnavailable: such a module on such a host, in strict mode.
+        """
+        if self.host_facts.is_root:
+            return  # each worker has its own uid, and each data folder is 0700
+        root = os.path.realpath(self.data_root or tempfile.gettempdir())
+        for path in read_paths:
+            folder = os.path.realpath(path)
+            if root == folder or root.startswith(folder.rstrip("/") + "/"):
+                detail = (
+                    f"the module's folder {folder} holds the data root {root}, where other "
+                    "modules keep their data, and on this host (not root) only Landlock keeps "
+                    "workers apart; move the module into a folder of its own, or pass "
+                    "Supervisor(data_root=...) outside it"
+                )
+                if strict:
+                    raise ConfinementUnavailable(module=module, layer="landlock", detail=detail)
+                _log.warning("module %s runs degraded: %s", module, detail)
 
     async def unload(self, name: str) -> None:
         """Shut the module down and forget it.

@@ -115,6 +115,10 @@ _reports_lock = threading.Lock()
 _TRANSIENT_RULES = frozenset({"config.schema-check-failed"})
 
 
+#: Descriptions larger than this (packed) are validated each time, not cached.
+_MAX_CACHED_DESCRIPTION = 1 << 20
+
+
 def _report_key(
     description: dict[str, Any],
     file: str | None,
@@ -131,6 +135,8 @@ def _report_key(
         described = msgpack.packb(description)
     except (TypeError, ValueError):
         return None
+    if len(described) > _MAX_CACHED_DESCRIPTION:
+        return None  # module output of that size is not kept (64 of them: up to 1 GiB)
     return (file, identity, label, described, max_limits, base_limits)
 
 

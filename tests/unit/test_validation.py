@@ -484,3 +484,17 @@ def test_docs_list_every_rule_with_its_weight() -> None:
         row = re.search(rf"\| `{re.escape(rule.id)}` \| (\w+) \| ([\d.]+) \|", doc)
         assert row, f"docs/validation.md does not list {rule.id}"
         assert (row.group(1), float(row.group(2))) == (rule.severity, rule.weight)
+
+
+def test_a_flood_of_findings_keeps_at_most_a_few_items_per_rule(
+    echo_report: dict[str, Any],
+) -> None:
+    """The description is module output: 10,000 missing methods (the most the host accepts)
+    give MAX_ITEMS_PER_RULE items of the rule and a count of the rest, not 20,000 items."""
+    from plexisandbox._validation._api import MAX_ITEMS_PER_RULE
+
+    methods = [f"_{i:x}" for i in range(10_000)]
+    report = apply_description(echo_report, _description(methods=methods, signatures={}))
+    missing = [v for v in report["violations"] if v["rule"] == "api.method-missing"]
+    assert len(missing) == MAX_ITEMS_PER_RULE
+    assert report["omitted"]["api.method-missing"] == 10_000 - MAX_ITEMS_PER_RULE

@@ -172,3 +172,18 @@ async def test_report_with_a_failed_schema_check_is_not_reused(
         }
     assert len(hops) == 2
     assert all(key[2] != "echo" or key[0] != str(echo) for key in _run._reports)
+
+
+@pytest.mark.anyio
+async def test_report_of_a_huge_description_is_not_kept(
+    echo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A description is module output: one of more than 1 MiB (packed) is validated each
+    time instead of pinning its bytes in the cache (64 of them could hold ~1 GiB)."""
+    hops = _count_threads(monkeypatch)
+    description = _description()
+    description["metadata"] = {**description["metadata"], "padding": "x" * (2 << 20)}
+    for _ in range(2):
+        await validate_description(description, file=str(echo), label="huge")
+    assert len(hops) == 2
+    assert all(key[2] != "huge" for key in _run._reports)
