@@ -67,7 +67,7 @@ def run_suite(*, quick: bool, workers: int | None = None) -> dict[str, Any]:
     raw_rtt, mp_rtt = main["peer_rtt"]["raw_pipe"], main["peer_rtt"]["mp_pipe"]
 
     _progress("cold start, plain and zygote")
-    cold = anyio.run(suite.cold_start, 5 if quick else 20)
+    cold = anyio.run(suite.cold_start, 5 if quick else 50)  # a p50 of 20 swung ±10%
     count = workers if workers is not None else (20 if quick else 200)
     _progress(f"{count} workers at once (zygote)")
     scale = anyio.run(lambda: suite.many_workers(count, idle=0.3 if quick else 1.0))
