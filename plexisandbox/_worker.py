@@ -148,7 +148,7 @@ class _HostCpuBudget:
         if self.debt <= self._burst:
             return 0.0
         self.pauses += 1
-        return (self.debt - self._burst / 2) / self._share
+        return (self.debt - self._burst) / self._share  # back to the burst's level
 
 
 #: A worker's data pipe, charged only for reads that carried something the host did not ask
@@ -596,10 +596,11 @@ class WorkerConnection:
         done = anyio.Event()
         outcome = [True]
         clock = time.perf_counter
+        paused: list[asyncio.TimerHandle] = []  # the resume() of a read paused by the budget
 
         def resume() -> None:
-            if not done.is_set():
-                loop.add_reader(fd, on_readable)
+            paused.clear()
+            loop.add_reader(fd, on_readable)
 
         def on_readable() -> None:
             self._in_callback = True
@@ -626,12 +627,16 @@ class WorkerConnection:
                 pause = self._data_budget.charge(started, clock())
                 if pause and self._data_throttled(pause):
                     loop.remove_reader(fd)
-                    loop.call_later(pause, resume)
+                    paused.append(loop.call_later(pause, resume))
 
         loop.add_reader(fd, on_readable)
         try:
             await done.wait()
         finally:
+            # Cancelled while paused (the worker died, the supervisor stops): no resume()
+            # may register this fd again once it is closed (its number may be reused).
+            for handle in paused:
+                handle.cancel()
             loop.remove_reader(fd)
         return outcome[0]
 

@@ -107,3 +107,28 @@ async def test_a_flood_of_costly_unsolicited_frames_stops_the_module_with_host_c
         assert last.limit == "host_cpu"
         assert "host CPU for its unsolicited messages" in last.reason
         assert await neighbour.call("echo", value="still here") == "still here"
+
+
+async def test_a_flood_of_cheap_unsolicited_frames_is_read_more_slowly() -> None:
+    """Small EMIT frames of tiny strings (~1 ms each to decode), written without pause: the
+    host spends at most its budget on them, reading in short pauses; the module is not
+    stopped (each pause is short, so its liveness answers still come), its neighbour keeps
+    answering, and the supervisor shuts down cleanly in the middle of a pause."""
+    async with Supervisor() as sup:
+        neighbour = await sup.load(TEST_MODULES / "probe.py", name="neighbour")
+        await neighbour.start()
+        flooder = await sup.load(TEST_MODULES / "flooder.py", validate=False)
+        await flooder.start()
+        await flooder.call("frames", rows=20)
+        await anyio.sleep(1.5)  # past the budget's burst
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        for _ in range(8):
+            await anyio.sleep(0.5)
+            with anyio.fail_after(2):
+                assert await neighbour.call("echo", value=1) == 1
+        share = (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
+        assert share < 0.35, f"the host spent {share:.0%} of a CPU on one module's frames"
+        assert flooder.state is ModuleState.ACTIVE
+        conn = flooder._conn
+        assert conn is not None
+        assert conn._data_budget.pauses > 0

@@ -32,10 +32,11 @@ class Flooder(BaseModule):
         threading.Thread(target=run, daemon=True).start()
         return True
 
-    async def frames(self):
-        # valid EMIT frames of ~16 MiB of tiny strings, for an event nobody subscribes to
+    async def frames(self, rows: int = 5500):
+        # valid EMIT frames of tiny strings (rows of 1000: 5500 make ~16 MiB, ~1 s to decode),
+        # for an event nobody subscribes to
         row = ["ab"] * 1000
-        body = msgpack.packb([39, "nobody.listens", [row] * 5500])
+        body = msgpack.packb([39, "nobody.listens", [row] * rows])
         frame = struct.pack(">I", len(body)) + body
         write = BaseModule._runtime.writer._write  # the worker's own lock: frames stay whole
 
