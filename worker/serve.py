@@ -320,22 +320,34 @@ class Runtime:
     async def _deliver_events(self) -> None:
         # One consumer keeps events in emission order for this module. Handled events are
         # reported in batches: the host keeps at most Limits.event_queue unreported.
+        # A handler's failure is the handler's alone, whatever it raises: a CancelledError
+        # (awaiting a task it cancelled) or SystemExit must not end delivery for good, as a
+        # call's does not end the worker. Each handler runs in a copy of the context, as a
+        # call does, so that what one sets is not seen by the next.
+        me = asyncio.current_task()
+        assert me is not None
         done = 0
         while True:
             if done and (done >= 64 or self.events.empty()):
                 self.writer.send([Op.EVENT_DONE, done])
                 done = 0
-            event, data, _source = await self.events.get()
+            try:
+                event, data, _source = await self.events.get()
+            except asyncio.CancelledError:
+                if self._stopping:
+                    raise
+                me.uncancel()  # module code cancelled this task (a handler kept a reference)
+                continue
             done += 1
             for handler in self.module.handlers_for(event):
                 try:
-                    result = handler(data)
-                    if inspect.isawaitable(result):
-                        await result
+                    await _in_context(contextvars.copy_context(), handler, data)
                     self.module.metrics.record_event()
-                except Exception:
+                except BaseException as exc:  # module code: anything may come out
+                    if self._stopping:
+                        raise
                     self.module.metrics.record_error()
-                    self.module.logger.exception("event handler for %r failed", event)
+                    self.module.logger.error("event handler for %r failed", event, exc_info=exc)
 
 
 class _Resume:
@@ -367,6 +379,21 @@ class _Resume:
                     value = run(coro.send, sent)
                 except StopIteration as stop:
                     return stop.value
+
+
+async def _in_context(context: contextvars.Context, function: Any, *args: Any) -> Any:
+    """Call `function` and await what it returns, every step inside `context` (as a task
+    created with that context would run it)."""
+    result = context.run(function, *args)
+    if inspect.iscoroutine(result):
+        try:
+            first = context.run(result.send, None)
+        except StopIteration as stop:
+            return stop.value
+        return await _Resume(result, context, first)
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 async def _ready(value: Any) -> Any:

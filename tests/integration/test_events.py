@@ -87,6 +87,25 @@ async def test_raising_handler_does_not_stop_delivery(caplog: pytest.LogCaptureF
         assert health["metrics"]["errors"] == 1
 
 
+async def test_handler_raising_cancelled_or_system_exit_fails_alone() -> None:
+    # A careless handler that awaits a task it cancelled, or calls sys.exit(): the worker
+    # keeps delivering (it stopped for good, or died), and each handler's context is its own.
+    async with Supervisor() as sup:
+        mod = await _load(sup, "careless")
+        pid = mod.stats().pid
+        await sup.emit("careless.cancel", None)
+        await sup.emit("careless.exit", None)
+        await sup.emit("careless.mark", "first")
+        await sup.emit("careless.mark", "second")
+        await sup.emit("chat.after", "still here")
+        expected = [{"mark": "unset"}, {"mark": "unset"}, "still here"]
+        await _until(lambda: _seen_is(mod, expected))
+        assert mod.stats().pid == pid
+        assert mod.stats().restarts == 0
+        health = await mod.health_check()
+        assert health["metrics"]["errors"] == 2
+
+
 async def test_raising_host_handler_is_logged_and_others_still_receive(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -1,9 +1,13 @@
 """Test module: subscribes to events in __init__, records them, replies and calls services."""
 
 import asyncio
+import contextvars
+import sys
 from typing import Any
 
 from plexisandbox.interfaces import BaseModule, ModuleCapability, ModulePermissions
+
+MARK: contextvars.ContextVar[str] = contextvars.ContextVar("MARK", default="unset")
 
 
 class Listener(BaseModule):
@@ -16,6 +20,9 @@ class Listener(BaseModule):
         self.register_event_handler("chat.*", self.on_chat)
         self.register_event_handler("user.login", self.on_login)
         self.register_event_handler("boom", self.on_boom)
+        self.register_event_handler("careless.cancel", self.on_careless_cancel)
+        self.register_event_handler("careless.exit", self.on_careless_exit)
+        self.register_event_handler("careless.mark", self.on_careless_mark)
 
     async def initialize(self) -> bool:
         self.delay = float(self.configuration.custom_config.get("delay", 0.0))
@@ -38,6 +45,21 @@ class Listener(BaseModule):
 
     def on_boom(self, data: Any) -> None:
         raise RuntimeError("handler exploded")
+
+    async def on_careless_cancel(self, data: Any) -> None:
+        # Awaits a task it cancelled without catching the CancelledError.
+        task = asyncio.create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        await task
+
+    async def on_careless_exit(self, data: Any) -> None:
+        sys.exit(1)
+
+    async def on_careless_mark(self, data: Any) -> None:
+        self.seen.append({"mark": MARK.get()})
+        MARK.set(str(data))
+        await asyncio.sleep(0)
 
     async def get_seen(self) -> list[Any]:
         return self.seen
