@@ -205,6 +205,7 @@ class ModuleHandle:
                 "policy": wire,
                 "source": source,
                 "log_level": self._sup.log_level,
+                "max_frame": self.limits.max_message_bytes,
             }
             # BOOT goes into the worker's input ahead of its start: it reads it right after
             # its HELLO, which the handshake still checks first (docs/protocol.md).

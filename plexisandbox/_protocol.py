@@ -51,7 +51,7 @@ class Op(enum.IntEnum):
     """Message kinds. Host→worker are below 32, worker→host from 32."""
 
     # host -> worker
-    BOOT = 1  # [BOOT, {wire, module, mode, policy, source, log_level}]
+    BOOT = 1  # [BOOT, {wire, module, mode, policy, source, log_level, max_frame}]
     GO = 2  # [GO] : confinement verified by the host; import the module now
     CALL = 3  # [CALL, id, method, kwargs]
     LIFE = 4  # [LIFE, id, operation, argument]

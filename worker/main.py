@@ -17,7 +17,7 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
-from plexisandbox._protocol import WIRE_VERSION, Op, encode
+from plexisandbox._protocol import DEFAULT_MAX_FRAME, WIRE_VERSION, Op, encode
 from plexisandbox.interfaces import BaseModule, ModuleState
 
 from . import confine, hygiene
@@ -172,7 +172,8 @@ def run(
     # set-up: everything here runs confined already, and none of it is module code.
     _forget_unreadable_paths()
     install_log_relay(writer, int(boot.get("log_level", logging.INFO)))
-    runtime = Runtime(None, writer, fd_in)  # type: ignore[arg-type]
+    max_frame = int(boot.get("max_frame", DEFAULT_MAX_FRAME))
+    runtime = Runtime(None, writer, fd_in, max_frame)  # type: ignore[arg-type]
     # The control thread (pings, stack dumps): Thread.start() waits for the new thread to
     # run, a cross-CPU wake-up that costs less here than anywhere after GO. It inherits the
     # confinement (seccomp and Landlock apply to threads created after them). Control

@@ -19,7 +19,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from plexisandbox._configcheck import check_config
-from plexisandbox._protocol import FrameDecoder, Op, ProtocolError, encode
+from plexisandbox._protocol import (
+    DEFAULT_MAX_FRAME,
+    HEADER,
+    MAX_DEPTH,
+    FrameDecoder,
+    Op,
+    ProtocolError,
+    decode_body,
+    encode,
+)
 from plexisandbox.errors import PermissionDenied, SandboxError, ServiceError
 from plexisandbox.interfaces import BaseModule, ModuleState
 
@@ -65,8 +74,15 @@ def error_frame(request_id: int, exc: BaseException) -> bytes:
 class Runtime:
     """The module's side of the supervisor: implements `interfaces.RuntimeBridge`."""
 
-    def __init__(self, module: BaseModule, writer: FrameWriter, fd_in: int) -> None:
+    def __init__(
+        self,
+        module: BaseModule,
+        writer: FrameWriter,
+        fd_in: int,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
         self.module = module
+        self.max_frame = max_frame  # the host's Limits.max_message_bytes for this module
         self.writer = writer
         self.fd_in = fd_in
         self.decoder = FrameDecoder()
@@ -86,7 +102,8 @@ class Runtime:
         self.writer.send([Op.SUBSCRIBE, event])
 
     def emit(self, module: BaseModule, event: str, data: Any) -> None:
-        self.writer.send([Op.EMIT, event, data])
+        message = [Op.EMIT, event, data]
+        self.writer.send_frame(self._checked(encode(message), data, "the event's data"))
 
     async def call_service(self, module: BaseModule, service: str, kwargs: dict[str, Any]) -> Any:
         return await self._request("service", service, "", kwargs)
@@ -103,7 +120,8 @@ class Runtime:
         future: asyncio.Future[Any] = self.loop.create_future()
         self.requests[request_id] = future
         try:
-            self.writer.send([Op.REQUEST, request_id, kind, target, method, kwargs])
+            message = [Op.REQUEST, request_id, kind, target, method, kwargs]
+            self.writer.send_frame(self._checked(encode(message), kwargs, "the arguments"))
             return await future
         finally:
             self.requests.pop(request_id, None)
@@ -284,7 +302,7 @@ class Runtime:
         # argument, a sync lifecycle method) must still produce an ERROR frame, never silence.
         try:
             result = await start()
-            frame = encode([Op.RESULT, request_id, result])
+            frame = self._checked(encode([Op.RESULT, request_id, result]), result, "the answer")
         except asyncio.CancelledError as exc:
             frame = error_frame(request_id, exc)
         except Exception as exc:  # module code: anything may come out
@@ -301,6 +319,30 @@ class Runtime:
             self.writer.send_frame(frame)
         else:
             self.writer.send_now(frame)  # a lone call: nothing to batch with, answer at once
+
+    def _checked(self, frame: bytes, value: Any, what: str) -> bytes:
+        """`frame` if the host will accept it; else ValueError for the module code.
+
+        The host kills a worker that sends a frame past its limits (size, nesting, lengths):
+        a module that merely returned or sent too much must fail that one call instead.
+        Only a container in a frame longer than MAX_DEPTH bytes can break a limit other
+        than the size, so the common small answer is not decoded again.
+        """
+        size = len(frame) - HEADER.size
+        if size > self.max_frame:
+            raise ValueError(
+                f"{what} is {size} bytes packed, over this module's limit of {self.max_frame} "
+                "bytes (Limits.max_message_bytes); send less data, or ask the operator to "
+                "raise the limit"
+            )
+        if size > MAX_DEPTH and isinstance(value, list | tuple | dict | set | frozenset):
+            try:
+                decode_body(memoryview(frame)[HEADER.size :], self.max_frame)
+            except ProtocolError as exc:
+                raise ValueError(
+                    f"{what} cannot cross the sandbox boundary: {exc}; send flatter or smaller data"
+                ) from None
+        return frame
 
     def _configure(self, config: Any) -> dict[str, Any]:
         # Validate against the module's own schema here, inside the sandbox: the schema is

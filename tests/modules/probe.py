@@ -133,6 +133,24 @@ class Probe(BaseModule):
         }
         return values[kind]
 
+    async def nest(self, depth: int) -> Any:
+        value: Any = []
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    async def many(self, n: int) -> list[int]:
+        return [0] * n
+
+    async def bulk(self, size: int) -> bytes:
+        return b"x" * size
+
+    async def emit_bulk(self, size: int) -> bool:
+        return self.emit_event("probe.bulk", b"x" * size)
+
+    async def ask_bulk(self, size: int) -> Any:
+        return await self.host.call("probe.nothing", data=b"x" * size)
+
     # -- failures ----------------------------------------------------------------------------
     async def fail(self, message: str = "probe failed") -> None:
         _explode(message)
