@@ -58,6 +58,10 @@ class ServerConfig:
     rooms: tuple[str, ...] = ("general",)
     filter_unavailable: str = "pass"
     hook_timeout: float = 1.0
+    #: Frames per second one chat connection may send, after bursts of `client_burst`;
+    #: faster ones wait (0: no pacing). $CHAT_CLIENT_RATE overrides.
+    client_rate: float = 10.0
+    client_burst: int = 30
     #: Refuse a module whose confinement layer the kernel cannot give. Production forces it.
     strict: bool = False
     watchdog_interval: float = 0.5
@@ -108,6 +112,8 @@ class ServerConfig:
                 "hook_timeout",
                 "strict",
                 "watchdog_interval",
+                "client_rate",
+                "client_burst",
             },
             "[server]",
         )
@@ -139,6 +145,17 @@ class ServerConfig:
         strict = env.get("CHAT_STRICT", "").lower() in ("1", "true", "yes") or bool(
             server.get("strict", False)
         )
+
+        try:
+            client_rate = float(env.get("CHAT_CLIENT_RATE") or server.get("client_rate", 10.0))
+            client_burst = int(server.get("client_burst", 30))
+        except (TypeError, ValueError):
+            client_rate, client_burst = -1.0, 0
+        if not client_rate >= 0 or client_burst < 1:
+            raise ConfigError(
+                "[server] client_rate (or $CHAT_CLIENT_RATE) must be a number >= 0 (0: no "
+                "pacing) and client_burst an integer >= 1"
+            )
 
         defaults = dict(raw.get("defaults", {}))
         _only(defaults, {"limits", "restart", "grant"}, "[defaults]")
@@ -190,6 +207,8 @@ class ServerConfig:
             rooms=rooms,
             filter_unavailable=unavailable,
             hook_timeout=float(server.get("hook_timeout", 1.0)),
+            client_rate=client_rate,
+            client_burst=client_burst,
             strict=strict or mode == "production",
             watchdog_interval=float(server.get("watchdog_interval", 0.5)),
             modules=tuple(modules),

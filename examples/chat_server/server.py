@@ -61,6 +61,8 @@ class Client:
         self._send = send
         self.user = user
         self.room: str | None = None
+        #: Paces this client's frames (`ServerConfig.client_rate`); set by `connect()`.
+        self.pace: _Bucket | None = None
 
     def deliver(self, payload: dict[str, Any]) -> bool:
         try:
@@ -110,6 +112,13 @@ class _Bucket:
             return False
         self.tokens -= 1
         return True
+
+    def delay(self) -> float:
+        """Take a token; return how long to wait until it is really there (0: at once)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate) - 1
+        self.at = now
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class ChatServer:
@@ -241,6 +250,8 @@ class ChatServer:
 
     # -- clients and rooms -------------------------------------------------------------------
     def connect(self, client: Client) -> None:
+        if self.config.client_rate > 0:
+            client.pace = _Bucket(self.config.client_rate, self.config.client_burst)
         self.clients.add(client)
 
     def disconnect(self, client: Client) -> None:
@@ -270,6 +281,12 @@ class ChatServer:
 
     async def handle(self, client: Client, data: Any) -> None:
         """One frame from a client: `{"type": "hello"|"join"|"say", ...}`."""
+        if client.pace is not None:
+            # Every frame fans out (to the room, the modules, their events): one client
+            # flooding would flood everyone. Paced, its frames wait in its own socket.
+            delay = client.pace.delay()
+            if delay > 0:
+                await anyio.sleep(delay)
         try:
             if not isinstance(data, dict):
                 raise ValueError("send a JSON object with a 'type'")
