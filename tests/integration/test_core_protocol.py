@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from plexisandbox import Limits, ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
-from plexisandbox.errors import ProtocolViolation
+from plexisandbox.errors import ModuleError, ProtocolViolation
 from plexisandbox.interfaces import ModuleState
 from tests.conftest import TEST_MODULES, until
 from tests.modules.garbage import GARBAGE
@@ -108,14 +108,19 @@ async def test_oversized_header_is_refused_before_its_body(
     await _still_serving(sup, neighbour)
 
 
-async def test_oversized_result_is_a_protocol_violation_naming_the_limit(
+async def test_oversized_result_fails_the_call_naming_the_limit(
     sup: Supervisor, neighbour: ModuleHandle
 ) -> None:
+    # The worker knows the module's frame limit (BOOT) and refuses to send past it: the call
+    # fails, the worker is not killed for a protocol violation.
     probe = await sup.load(PROBE, limits=Limits(max_message_bytes=MAX_FRAME))
     await probe.start()
+    pid = probe.pid
     assert await probe.call("echo", value=b"x" * (MAX_FRAME - 100)) == b"x" * (MAX_FRAME - 100)
-    with anyio.fail_after(10), pytest.raises(ProtocolViolation, match="the limit is 65536"):
+    with anyio.fail_after(10), pytest.raises(ModuleError, match="limit of 65536 bytes"):
         await probe.call("echo", value=b"x" * (MAX_FRAME + 1))
+    assert await probe.call("echo", value="unharmed") == "unharmed"
+    assert probe.pid == pid
     await _still_serving(sup, neighbour)
 
 
