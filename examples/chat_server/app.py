@@ -8,6 +8,7 @@ request is served and shut down, each within a grace period, when the server sto
     GET  /api/modules              every module: state, permissions, confinement, RSS, CPU…
     POST /api/modules/{name}/{action}   pause | resume | restart | unload | load (admin token)
     GET  /metrics                  Prometheus text       GET /healthz   liveness
+    (in production mode, /api/modules and /metrics need the admin token too)
 """
 
 from __future__ import annotations
@@ -84,7 +85,16 @@ def create_app(
         name = "admin.html" if request.url.path.rstrip("/") == "/admin" else "chat.html"
         return FileResponse(STATIC / name, headers=_SECURITY_HEADERS)
 
+    def _operator_only(request: Request) -> Response | None:
+        # What the panel and /metrics show — module errors, exit reasons, which confinement
+        # layers are missing, what the hostile module tried — is for the operator: in
+        # production every chat user can reach this port, so reading needs the token too.
+        return _check_token(request, config.admin_token) if config.production else None
+
     async def modules(request: Request) -> Response:
+        problem = _operator_only(request)
+        if problem is not None:
+            return problem
         return JSONResponse(chat.modules_json(), headers={"Cache-Control": "no-store"})
 
     async def module_action(request: Request) -> Response:
@@ -103,6 +113,9 @@ def create_app(
         return JSONResponse({"ok": True, "module": row})
 
     async def metrics(request: Request) -> Response:
+        problem = _operator_only(request)
+        if problem is not None:
+            return problem
         return PlainTextResponse(
             chat.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )

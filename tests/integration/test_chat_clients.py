@@ -58,3 +58,26 @@ def test_client_rate_comes_from_the_config_and_the_environment(tmp_path: Path) -
     assert (config.client_rate, config.client_burst) == (3.0, 7)
     config = ServerConfig.from_dict(raw, base=tmp_path, env={"CHAT_CLIENT_RATE": "0"})
     assert config.client_rate == 0.0
+
+
+# Starlette 1.x wants `httpx2` for its TestClient and warns when it falls back to httpx.
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_production_panel_data_and_metrics_need_the_admin_token(tmp_path: Path) -> None:
+    # Module errors, exit reasons, missing confinement layers and the hostile module's
+    # probes are the operator's; in production the port is every chat user's to reach.
+    from starlette.testclient import TestClient
+
+    from examples.chat_server.app import create_app
+
+    token = "t" * 24
+    config = ServerConfig(mode="production", admin_token=token, data_root=tmp_path)
+    with TestClient(create_app(config)) as client:
+        for path in ("/api/modules", "/metrics"):
+            assert client.get(path).status_code == 401
+            assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 403
+            ok = client.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert ok.status_code == 200
+        assert client.get("/healthz").status_code == 200
+    config = ServerConfig(mode="development", data_root=tmp_path)
+    with TestClient(create_app(config)) as client:
+        assert client.get("/api/modules").status_code == 200  # the local demo stays open

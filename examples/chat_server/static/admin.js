@@ -111,7 +111,11 @@ function render(data) {
 
 async function refresh() {
   try {
-    const response = await fetch("/api/modules", { cache: "no-store" });
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const response = await fetch("/api/modules", { cache: "no-store", headers });
+    if (response.status === 401 || response.status === 403) {
+      notice("enter the admin token to see the modules (production mode)", true);
+    }
     if (!response.ok) throw new Error(response.statusText);
     if (!busy) render(await response.json());
     $("live").textContent = `live · ${new Date().toLocaleTimeString()}`;
@@ -147,6 +151,7 @@ $("token-form").addEventListener("submit", (event) => {
   token = $("token").value.trim();
   sessionStorage.setItem("plexichat.token", token);
   notice(token ? "token set" : "token cleared");
+  refresh();
 });
 $("token").value = token;
 refresh();
