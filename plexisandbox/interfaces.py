@@ -14,6 +14,7 @@ outside one (a module exercised directly in a unit test) events are dispatched l
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import functools
 import inspect
@@ -22,7 +23,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "BaseModule",
@@ -523,7 +527,7 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
         if _is_async(target):
             return await target(**kwargs)
         # A sync method must not block the worker's event loop (pings, other calls).
-        result = await asyncio.to_thread(target, **kwargs)
+        result = await _in_thread(target, kwargs)
         if inspect.isawaitable(result):
             return await result
         return result
@@ -565,6 +569,33 @@ class BaseModule(IModuleLifecycle, IModuleConfiguration, IModuleAPI):
 
 
 _ASYNC: dict[Any, bool] = {}
+_sync_pool: ThreadPoolExecutor | None = None
+
+
+async def _in_thread(target: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """`asyncio.to_thread(target, **kwargs)`, in a pool that abandoned calls cannot use up.
+
+    A thread cannot be interrupted: a sync method cancelled (its deadline passed) keeps its
+    thread until it returns, maybe never. With asyncio's default pool (cpu_count + 4
+    threads) a few such calls made every later sync call of the module wait for ever while
+    the module looked healthy. A cancelled call leaves its pool to finish what it holds and
+    the next call gets a fresh one; stuck threads add up in the worker's thread count,
+    which `Limits.threads` bounds (the watchdog kills the worker, saying why).
+    """
+    global _sync_pool
+    pool = _sync_pool
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor  # as asyncio does, when first used
+
+        pool = _sync_pool = ThreadPoolExecutor(thread_name_prefix="asyncio")
+    call = functools.partial(contextvars.copy_context().run, target, **kwargs)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+    except asyncio.CancelledError:
+        if _sync_pool is pool:
+            _sync_pool = None
+            pool.shutdown(wait=False)  # its threads end once their calls return
+        raise
 
 
 def _is_async(target: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import anyio
 import pytest
 
 import plexisandbox._worker
-from plexisandbox import ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
+from plexisandbox import Limits, ModuleHandle, RestartPolicy, RestartStrategy, Supervisor
 from plexisandbox.errors import CallTimeout, WorkerCrashed
 from plexisandbox.interfaces import ModuleState
 from tests.conftest import TEST_MODULES, until
@@ -126,6 +127,26 @@ async def test_sync_call_timeout_leaves_the_worker_serving(probe: ModuleHandle) 
     assert await probe.call("echo", value="meanwhile") == "meanwhile"
     await until(lambda: _has(probe, "finished", "b1"))
     assert probe.stats().last_exit is None
+
+
+async def test_abandoned_sync_calls_do_not_starve_later_sync_calls() -> None:
+    # More sync calls stuck past their deadline than asyncio's default pool has threads
+    # (cpu_count + 4): later sync calls must still run, not wait behind them for ever.
+    stuck = min(32, (os.cpu_count() or 1) + 4) + 1
+    restart = RestartPolicy(strategy=RestartStrategy.TEMPORARY)
+    async with Supervisor(restart=restart, limits=Limits(threads=stuck + 16)) as sup:
+        probe = await sup.load(PROBE)
+        await probe.start()
+        async with anyio.create_task_group() as tg:
+            for i in range(stuck):
+
+                async def one(i: int = i) -> None:
+                    with pytest.raises(CallTimeout):
+                        await probe.call("block", seconds=60, token=f"b{i}", timeout=0.3)
+
+                tg.start_soon(one)
+        assert await probe.call("echo_sync", value="runs", timeout=5) == "runs"
+        assert probe.state is ModuleState.ACTIVE
 
 
 async def test_calls_pending_when_the_deadline_hits_do_not_disturb_others(
