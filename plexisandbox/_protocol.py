@@ -173,6 +173,18 @@ def _ext_hook(code: int, data: bytes) -> Any:
 MAX_CONTAINERS: Final = 200_000
 
 
+#: msgpack's array and map headers: fixmap, fixarray, array 16/32, map 16/32.
+_CONTAINER_BYTES: Final = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+_MARKS_SCAN_MAX: Final = 64 * 1024
+
+
+def _container_marks(body: bytes | memoryview) -> int:
+    """How many bytes of `body` could be array or map headers (at least as many as the
+    containers in it, so at least its nesting depth)."""
+    raw = bytes(body)
+    return len(raw) - len(raw.translate(None, _CONTAINER_BYTES))
+
+
 def _depth_exceeds(value: Any, limit: int) -> bool:
     # Empty containers cannot nest deeper, so only non-empty ones are pushed; the budget bounds
     # the walk whatever the shape.
@@ -231,10 +243,13 @@ def decode_body(body: bytes | memoryview, max_frame: int = DEFAULT_MAX_FRAME) ->
         raise
     except Exception as exc:  # msgpack raises many types for malformed input
         raise ProtocolError(f"undecodable frame body ({type(exc).__name__}: {exc})") from exc
-    # Only bodies longer than MAX_DEPTH bytes can nest deeper than MAX_DEPTH.
+    # Only a body with more than MAX_DEPTH container headers can nest deeper than MAX_DEPTH:
+    # counted (an upper bound: the same bytes occur in other values) in one pass in C for a
+    # small body, instead of a walk in Python of every decoded container.
     if (
         len(body) > MAX_DEPTH
         and isinstance(value, list | dict)
+        and (len(body) > _MARKS_SCAN_MAX or _container_marks(body) > MAX_DEPTH)
         and _depth_exceeds(value, MAX_DEPTH)
     ):
         raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")

@@ -206,6 +206,7 @@ async def test_argument_larger_than_a_worker_accepts_is_refused_on_the_host(
     ("method", "size", "named"),
     [
         ("nest", 80, "nests deeper than 64 levels"),
+        ("tuple_key", 3, "a dict key is a tuple"),
         ("many", 1024 * 1024 + 1, "max_array_len"),
         ("bulk", 16 * 1024 * 1024, "Limits.max_message_bytes"),
         ("emit_bulk", 16 * 1024 * 1024, "Limits.max_message_bytes"),
@@ -217,7 +218,7 @@ async def test_answer_past_the_hosts_limits_fails_the_call_not_the_worker(
 ) -> None:
     # The host kills a worker whose frame breaks its limits; a module that only returned
     # (or emitted, or sent to a service) too much must see that one call fail instead.
-    arg = "depth" if method == "nest" else "n" if method == "many" else "size"
+    arg = {"nest": "depth", "many": "n"}.get(method, "size")
     with pytest.raises(ModuleError) as info:
         await probe.call(method, timeout=10, **{arg: size})
     assert info.value.remote_type == "ValueError"

@@ -142,6 +142,9 @@ class Probe(BaseModule):
     async def many(self, n: int) -> list[int]:
         return [0] * n
 
+    async def tuple_key(self, size: int) -> dict[Any, int]:
+        return {(i, i): i for i in range(size)}  # msgpack packs the keys as arrays
+
     async def bulk(self, size: int) -> bytes:
         return b"x" * size
 
