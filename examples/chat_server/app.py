@@ -146,11 +146,18 @@ def create_app(
                 tg.start_soon(_quietly, writer)
                 try:
                     while True:
-                        raw = await ws.receive_text()
+                        # receive(), not receive_text(): a binary frame from a client must
+                        # be answered, not end the connection with an unhandled KeyError.
+                        message = await ws.receive()
+                        if message["type"] == "websocket.disconnect":
+                            break
+                        raw = message.get("text")
                         try:
+                            if raw is None:
+                                raise ValueError("a binary frame")
                             data = json.loads(raw)
-                        except ValueError:
-                            client.deliver({"type": "error", "text": "frames must be JSON"})
+                        except (ValueError, RecursionError):
+                            client.deliver({"type": "error", "text": "frames must be JSON text"})
                             continue
                         await chat.handle(client, data)
                 except (WebSocketDisconnect, RuntimeError):

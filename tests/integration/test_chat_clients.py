@@ -81,3 +81,27 @@ def test_production_panel_data_and_metrics_need_the_admin_token(tmp_path: Path) 
     config = ServerConfig(mode="development", data_root=tmp_path)
     with TestClient(create_app(config)) as client:
         assert client.get("/api/modules").status_code == 200  # the local demo stays open
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_binary_and_malformed_frames_are_answered_and_the_connection_stays(
+    backend: str, tmp_path: Path
+) -> None:
+    # A binary frame made Starlette's receive_text() raise KeyError out of the handler: the
+    # connection died with a traceback in the server's log, once per frame a client sent.
+    from starlette.testclient import TestClient
+
+    from examples.chat_server.app import create_app
+
+    config = ServerConfig(data_root=tmp_path)
+    with TestClient(create_app(config), backend=backend) as client:
+        with client.websocket_connect("/ws") as ws:
+            for bad in (b"\x00\x01", "[" * 100_000 + "]" * 100_000, "{not json"):
+                if isinstance(bad, bytes):
+                    ws.send_bytes(bad)
+                else:
+                    ws.send_text(bad)
+                assert ws.receive_json() == {"type": "error", "text": "frames must be JSON text"}
+            ws.send_json({"type": "hello", "user": "ann"})
+            assert ws.receive_json()["type"] == "welcome"
