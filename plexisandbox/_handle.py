@@ -443,8 +443,16 @@ class ModuleHandle:
         conn = self._conn
         try:
             if conn is not None and conn.alive:
-                with anyio.move_on_after(_SHUTDOWN_GRACE):
-                    await conn.request(Op.LIFE, "shutdown", None, _SHUTDOWN_GRACE)
+                # The grace is the hook's only deadline (cancelling the call cancels the hook).
+                with anyio.move_on_after(_SHUTDOWN_GRACE) as grace:
+                    await conn.request(Op.LIFE, "shutdown", None, None)
+                if grace.cancelled_caught:
+                    _log.warning(
+                        "module %s: shutdown() did not return within %gs; its worker is "
+                        "stopped anyway",
+                        self.name,
+                        _SHUTDOWN_GRACE,
+                    )
         except SandboxError as exc:
             _log.warning("module %s: shutdown() failed: %s", self.name, exc)
         finally:

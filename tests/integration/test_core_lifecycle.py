@@ -355,3 +355,20 @@ async def test_cancelled_unload_still_ends_the_worker() -> None:
                     break
                 await anyio.sleep(0.05)
         assert probe.state is S.UNLOADED
+
+
+async def test_a_shutdown_hook_that_outlasts_its_grace_is_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """unload() gives the module's shutdown() a grace, then stops the worker anyway; a hook
+    cut off that way is logged, not passed over in silence."""
+    from plexisandbox import _handle
+
+    monkeypatch.setattr(_handle, "_SHUTDOWN_GRACE", 0.5)
+    async with Supervisor(restart=NO_RESTART) as sup:
+        probe = await sup.load(PROBE, config={"shutdown_delay": 30})
+        await probe.start()
+        with anyio.fail_after(10):
+            await sup.unload("probe")
+    assert probe.state is S.UNLOADED
+    assert "shutdown() did not return within 0.5s" in caplog.text
