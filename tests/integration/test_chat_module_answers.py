@@ -59,3 +59,19 @@ async def test_a_dice_answer_with_a_huge_total_is_refused_not_broadcast(tmp_path
         await chat.unload_all()
         send.close()
         receive.close()
+
+
+async def test_the_stats_module_keeps_a_bounded_number_of_users() -> None:
+    """A client cycling through names must not grow the counts (rewritten to disk on every
+    message) without end: past MAX_USERS the least active tenth is dropped."""
+    from examples.chat_server.modules.stats import MAX_USERS, ChatStats
+
+    stats = ChatStats()
+    for _ in range(3):
+        await stats.on_message({"user": "regular", "room": "lobby"})
+    for i in range(MAX_USERS + 10):
+        await stats.on_message({"user": f"name{i}", "room": "lobby"})
+    assert len(stats.counts["users"]) <= MAX_USERS
+    assert stats.counts["users"]["regular"] == 3
+    assert stats.counts["total"] == MAX_USERS + 13
+    assert (await stats.summary("lobby"))["top"][0] == {"user": "regular", "messages": 3}

@@ -15,6 +15,9 @@ from typing import Any
 from plexisandbox.interfaces import BaseModule, ModuleCapability, ModulePermissions
 
 _FILE = "stats.json"
+#: Users counted at most: a client cycling through names must not grow the counts (and the
+#: file rewritten on every message) without end. Past it, the least active tenth goes.
+MAX_USERS = 10_000
 
 
 def data_folder() -> str | None:
@@ -83,7 +86,11 @@ class ChatStats(BaseModule):
             return
         user, room = str(data.get("user", "?"))[:64], str(data.get("room", "?"))[:64]
         self.counts["total"] += 1
-        self.counts["users"][user] = self.counts["users"].get(user, 0) + 1
+        users = self.counts["users"]
+        users[user] = users.get(user, 0) + 1
+        if len(users) > MAX_USERS:
+            keep = sorted(users.items(), key=lambda kv: -kv[1])[: MAX_USERS * 9 // 10]
+            self.counts["users"] = dict(keep)
         self.counts["rooms"][room] = self.counts["rooms"].get(room, 0) + 1
         self._save()
 
