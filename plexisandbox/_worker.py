@@ -131,10 +131,10 @@ class _HostCpuBudget:
     no cost to itself. Past the budget the host reads that pipe more slowly — the module's
     writes wait, nothing is dropped — and says so."""
 
-    __slots__ = ("_at", "_burst", "_share", "debt", "pauses")
+    __slots__ = ("_at", "_burst", "debt", "pauses", "share")
 
     def __init__(self, share: float, burst: float) -> None:
-        self._share = share
+        self.share = share
         self._burst = burst
         self.debt = 0.0  # host seconds not yet paid back
         self._at = 0.0
@@ -143,12 +143,12 @@ class _HostCpuBudget:
     def charge(self, started: float, now: float) -> float:
         """Add the host time from `started` to `now`; return how long to stop reading (0:
         read on)."""
-        self.debt = max(0.0, self.debt - (started - self._at) * self._share) + now - started
+        self.debt = max(0.0, self.debt - (started - self._at) * self.share) + now - started
         self._at = now
         if self.debt <= self._burst:
             return 0.0
         self.pauses += 1
-        return (self.debt - self._burst) / self._share  # back to the burst's level
+        return (self.debt - self._burst) / self.share  # back to the burst's level
 
 
 #: A worker's data pipe, charged only for reads that carried something the host did not ask
@@ -576,11 +576,9 @@ class WorkerConnection:
                     break
                 if not result:
                     return
-                if self._unasked:
-                    self._unasked = False
-                    pause = self._data_budget.charge(started, clock())
-                    if pause and self._data_throttled(pause):
-                        await anyio.sleep(pause)
+                pause = self._data_pause(started)
+                if pause:
+                    await anyio.sleep(pause)
         # The worker closed its end of the channel. A worker that keeps running without a
         # channel is of no use to anyone: kill it if it does not exit by itself.
         with anyio.move_on_after(_EOF_GRACE):
@@ -622,12 +620,10 @@ class WorkerConnection:
                 loop.remove_reader(fd)
                 done.set()
                 return
-            if self._unasked:
-                self._unasked = False
-                pause = self._data_budget.charge(started, clock())
-                if pause and self._data_throttled(pause):
-                    loop.remove_reader(fd)
-                    paused.append(loop.call_later(pause, resume))
+            pause = self._data_pause(started)
+            if pause:
+                loop.remove_reader(fd)
+                paused.append(loop.call_later(pause, resume))
 
         loop.add_reader(fd, on_readable)
         try:
@@ -763,18 +759,26 @@ class WorkerConnection:
                     del buf[: newline + 1]
                 pause = self._output_budget.charge(started, clock())
                 if pause:
-                    self._throttled("its output", self._output_budget, _OUTPUT_CPU_SHARE, pause)
+                    self._throttled("its output", self._output_budget, pause)
                     await anyio.sleep(pause)
             if buf and not skipping:
                 self._relay_line(bytes(buf))
         finally:
             self._output_done.set()
 
-    def _data_throttled(self, pause: float) -> bool:
-        """Pause reading the data pipe for `pause` s (True), or stop the module (False)."""
+    def _data_pause(self, started: float) -> float:
+        """After a read of the data pipe begun at `started`: how long to stop reading it (0:
+        read on). Only a read that carried what the host did not ask for is charged; a pause
+        past `_DATA_PAUSE_MAX` stops the module instead (0)."""
+        if not self._unasked:
+            return 0.0
+        self._unasked = False
+        pause = self._data_budget.charge(started, time.perf_counter())
+        if not pause:
+            return 0.0
         if pause <= _DATA_PAUSE_MAX:
-            self._throttled("its messages", self._data_budget, _DATA_CPU_SHARE, pause)
-            return True
+            self._throttled("its messages", self._data_budget, pause)
+            return pause
         observed = f"{self._data_budget.debt:.2f}s of host CPU for its unsolicited messages"
         threshold = f"{_DATA_CPU_SHARE:.0%} of a CPU, bursts of {_DATA_CPU_BURST:g}s"
         self.kill(
@@ -790,16 +794,16 @@ class WorkerConnection:
                 "or smaller ones",
             ),
         )
-        return False
+        return 0.0
 
-    def _throttled(self, what: str, budget: _HostCpuBudget, share: float, pause: float) -> None:
+    def _throttled(self, what: str, budget: _HostCpuBudget, pause: float) -> None:
         if budget.pauses in (1, 10, 100) or budget.pauses % 1000 == 0:
             self.logger.warning(
                 "reading %s costs the host more than %d%% of a CPU: the host reads it more "
                 "slowly (paused %.0f ms; %d times so far). The module sends more than it is "
                 "worth: fewer, smaller events, log records or output lines",
                 what,
-                round(share * 100),
+                round(budget.share * 100),
                 pause * 1000,
                 budget.pauses,
             )
