@@ -14,6 +14,7 @@ from anyio.abc import SocketStream
 from plexisandbox import Supervisor
 from plexisandbox.errors import PermissionDenied
 from plexisandbox.interfaces import ModulePermissions
+from tests.conftest import skip_or_fail
 
 from .conftest import HOSTILE, arena, denied, require_confinement
 
@@ -41,7 +42,10 @@ async def test_declared_and_granted_network_resolves_and_connects(tmp_path: Path
         tg.cancel_scope.cancel()
 
 
-@pytest.mark.skipif(not os.path.isdir("/etc/ssl/private"), reason="no /etc/ssl/private here")
+#: Where a Debian host keeps its TLS keys (ssl-cert); looked at once, at import.
+_HOST_HAS_TLS_KEYS = os.path.isdir("/etc/ssl/private")
+
+
 async def test_declared_network_reads_the_trust_store_but_not_the_tls_keys(
     tmp_path: Path,
 ) -> None:
@@ -49,6 +53,8 @@ async def test_declared_network_reads_the_trust_store_but_not_the_tls_keys(
     user in the ssl-cert group (as TLS servers run) gave them to the module. Shown on the
     non-root path, where the worker keeps the host's uid and groups and only Landlock
     stands between it and the folder."""
+    if not _HOST_HAS_TLS_KEYS:
+        skip_or_fail("this host has no /etc/ssl/private to protect")
     async with arena(tmp_path) as a:
         a.sup.host_facts = dataclasses.replace(a.sup.host_facts, is_root=False)
         handle = await a.load("net_client", grant=ModulePermissions(network_access=True))
